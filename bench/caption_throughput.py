@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from role_synthclip.captioner_hf import (VisionCounter, build_qwen_processor, build_tiny_qwen25vl, eos_ids, load_vlm,
+from role_synthclip.captioner_hf import (VisionCounter, build_qwen_processor, build_tiny_qwen25vl, load_vlm,
                                          naive_generate, qwen25vl_config, shared_prefix_generate, split_prompt)
 from role_synthclip.roles import build_messages, get_roles
 

@@ -56,7 +56,7 @@ def main():
     a = p.parse_args()
 
     import torch
-    from role_synthclip.core import get_device
+    from role_synthclip.core import get_device, set_seed
     from role_synthclip.evaluate import evaluate, load_benchmark, model_fingerprint
     from role_synthclip.longclip import create_model
 
@@ -65,6 +65,7 @@ def main():
     write_coco(Path(a.data_dir), a.n_images, a.captions_per_image, a.num_workers or 1)
     prep_s = time.perf_counter() - t
 
+    set_seed(0)
     model, preprocess, tokenizer = create_model(a.model_type, pretrained="none", context_length=248, device=device)
     cache = Path(tempfile.mkdtemp(prefix="rsc_eval_cache_"))
     runs = []

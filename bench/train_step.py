@@ -14,7 +14,9 @@ Runs, side by side:
                  open_clip pads to 248, ours pads to the batch's longest caption (multiple of 8)
 
 GPU: ViT-B/16, B=256, K=5, bf16.   TINY=1 (or no GPU): a tiny ViT, B=8, fp32 on CPU.
-Env: STEPS (10), COMPILE (also the torch.compile variants; default 1 on GPU, 0 on CPU), PEAK_TFLOPS (default by device), OUT (writes
+Env: STEPS (10), COMPILE (also the torch.compile variants; default 1 on GPU, 0 on CPU), PROFILE=1 (top kernels
+of one step of each eager variant, in the JSON), BUDGET_S (540: skip variants that would overrun it).
+A variant of ours that runs out of memory is rerun with gradient checkpointing., PEAK_TFLOPS (default by device), OUT (writes
 $OUT/train_step.json).  Prints one JSON object.
 """
 import json, math, os, time, warnings
@@ -24,6 +26,8 @@ TINY = os.environ.get("TINY") == "1" or not torch.cuda.is_available()
 DEV = "cuda" if torch.cuda.is_available() and not TINY else "cpu"
 STEPS = int(os.environ.get("STEPS", "10" if not TINY else "5"))
 COMPILE = os.environ.get("COMPILE", "0" if DEV == "cpu" else "1") == "1"
+PROFILE = os.environ.get("PROFILE") == "1"
+BUDGET = float(os.environ.get("BUDGET_S", "540"))  # seconds; later variants are skipped when it runs out
 B, K, L = (8, 5, 248) if TINY else (256, 5, 248)
 PRECISION = "bf16" if DEV == "cuda" else "no"
 PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
@@ -116,7 +120,7 @@ def openclip_step(images, text, compile_=False):
     return step, (model, opt)
 
 
-def ours_step(images, text, compile_=False, dynamic=False):
+def ours_step(images, text, compile_=False, dynamic=False, grad_checkpointing=False):
     "role_synthclip's trainer step on the same config (LongCLIP = open_clip CLIP taking any text length ≤ L)."
     from accelerate import Accelerator
     from role_synthclip.longclip import build_model, pad_to_longest
@@ -125,10 +129,11 @@ def ours_step(images, text, compile_=False, dynamic=False):
     torch.manual_seed(0)
     accelerator = Accelerator(mixed_precision=PRECISION, cpu=DEV == "cpu")
     model = use_causal_attention(build_model(model_cfg()))
+    model.set_grad_checkpointing(grad_checkpointing)
     opt = make_optimizer(model, 1e-6, 0.01)
     sched = make_scheduler(opt, 0, 10**6)
     model, opt = accelerator.prepare(model, opt)
-    if compile_: model = torch.compile(model)
+    if compile_: accelerator.unwrap_model(model).compile()  # as the trainer does: in place
     loss_fn = MultiPosClipLoss(rank=0, world_size=1)
     batch = dict(images=images, text=pad_to_longest(text) if dynamic else text, text_index=torch.arange(B * K, device=DEV),
                  image_index=torch.arange(B, device=DEV))
@@ -140,16 +145,27 @@ def ours_step(images, text, compile_=False, dynamic=False):
     return step, (model, opt, batch["text"].shape[1])
 
 
+def kernel_table(step, rows=15):
+    "The top kernels of one step by device (or CPU) time, as text: where the time goes."
+    from torch.profiler import profile, ProfilerActivity
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEV == "cuda" else [])
+    with profile(activities=acts) as prof:
+        step(); sync()
+    return prof.key_averages().table(sort_by="self_cuda_time_total" if DEV == "cuda" else "self_cpu_time_total", row_limit=rows)
+
+
 def run(name, make, flops_from_eager=True, **kw):
     try:
         step, keep = make(**kw)
         flops = count_flops(step) if flops_from_eager and not kw.get("compile_") else None
         r = dict(name=name, **measure(step, flops, warmup=3 if not kw.get("compile_") else 5))
         if len(keep) == 3: r["text_len"] = keep[2]
+        if PROFILE and not kw.get("compile_"): r["kernels"] = kernel_table(step)
     except Exception as e:  # one failing variant must not hide the others
         r = dict(name=name, error=repr(e)[:400])
     if DEV == "cuda": torch.cuda.empty_cache()
-    print(json.dumps(r), flush=True)
+    print(json.dumps({k: v for k, v in r.items() if k != "kernels"}), flush=True)
+    if "kernels" in r: print(r["kernels"], flush=True)
     return r
 
 
@@ -162,16 +178,29 @@ if __name__ == "__main__":
     lengths = caption_lengths(B * K)
     res["dynamic_lengths"] = dict(mean=round(sum(lengths) / len(lengths), 1), max=max(lengths), min=min(lengths))
     real = make_batch(lengths)
-    plan = [("open_clip eager, full 248", openclip_step, dict(images=full[0], text=full[1])),
-            ("ours eager, full 248", ours_step, dict(images=full[0], text=full[1]))]
-    if COMPILE:
-        plan += [("open_clip compile, full 248", openclip_step, dict(images=full[0], text=full[1], compile_=True)),
-                 ("ours compile, full 248", ours_step, dict(images=full[0], text=full[1], compile_=True))]
-    plan += [("open_clip eager, real lengths padded to 248", openclip_step, dict(images=real[0], text=real[1])),
-             ("ours eager, real lengths, dynamic padding", ours_step, dict(images=real[0], text=real[1], dynamic=True))]
-    if COMPILE: plan += [("ours compile, real lengths, dynamic padding", ours_step, dict(images=real[0], text=real[1], compile_=True, dynamic=True))]
-    for name, make, kw in plan:
-        res["runs"].append(run(name, make, **kw))
+    F_, R_ = dict(images=full[0], text=full[1]), dict(images=real[0], text=real[1])
+    plan = [("open_clip eager, full 248", openclip_step, F_, False),  # the baseline first, then our target
+            ("ours compile, full 248", ours_step, F_ | dict(compile_=True), True),
+            ("ours eager, full 248", ours_step, F_, False),
+            ("ours compile, real lengths, dynamic padding", ours_step, R_ | dict(compile_=True, dynamic=True), True),
+            ("open_clip eager, real lengths padded to 248", openclip_step, R_, False),
+            ("ours eager, real lengths, dynamic padding", ours_step, R_ | dict(dynamic=True), False),
+            ("open_clip compile, full 248", openclip_step, F_ | dict(compile_=True), True)]
+    for name, make, kw, compiled in plan:
+        if compiled and not COMPILE: continue
+        if time.time() - T0 > BUDGET - (120 if compiled else 40):
+            res["runs"].append(dict(name=name, skipped="time budget (BUDGET_S)")); continue
+        r = run(name, make, **kw)
+        if "out of memory" in r.get("error", "").lower() and make is ours_step:  # e.g. 5 × 248 on an 80 GB card
+            r = run(name + ", grad checkpointing", make, **kw, grad_checkpointing=True)
+        res["runs"].append(r)
+    by_name = {r["name"]: r for r in res["runs"]}
+    for r in res["runs"]:  # a compiled step does the FLOPs of its eager twin
+        twin = by_name.get(r["name"].replace(" compile,", " eager,").replace(", grad checkpointing", ""), {})
+        if "step_s" in r and "tflop_per_step" in twin and "tflop_per_step" not in r:
+            r["tflop_per_step"] = twin["tflop_per_step"]
+            r["achieved_tflops"] = round(twin["tflop_per_step"] / r["step_s"], 1)
+            if peak_flops(): r["mfu"] = round(twin["tflop_per_step"] * 1e12 / r["step_s"] / peak_flops(), 3)
     base = {r["name"]: r.get("images_per_s") for r in res["runs"]}
     ref = base.get("open_clip eager, full 248")
     if ref:

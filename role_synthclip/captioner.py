@@ -20,7 +20,7 @@ from .roles import Role, get_roles
 # %% auto #0
 __all__ = ['MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'ENGINES', 'BadImageError', 'to_rgb', 'load_image', 'write_bad_images',
            'ImageItem', 'image_folder', 'sharegpt4v_images', 'wds_images', 'CaptionRequest', 'Generation',
-           'CaptionEngine', 'clean_caption', 'caption_images', 'OracleEngine', 'make_engine', 'main']
+           'CaptionEngine', 'clean_caption', 'process_state', 'caption_images', 'OracleEngine', 'make_engine', 'main']
 
 # %% ../nbs/03_captioner.ipynb #c47be957
 MAX_IMAGE_PIXELS = 100_000_000  # ~10k × 10k; bigger files are refused as decompression bombs
@@ -258,7 +258,14 @@ def _load_all(items:list[tuple[ImageItem, list[Role]]], pool:cf.Executor, max_pi
         except BadImageError as e: return e
     return [(item, roles, pool.submit(one, item)) for item, roles in items]
 
-# %% ../nbs/03_captioner.ipynb #88b252c2
+# %% ../nbs/03_captioner.ipynb #0f92502a
+def process_state():
+    "This process's `accelerate.PartialState` (rank, world size, device); CPU-only launches still split the work (gloo)."
+    import torch
+    from accelerate import PartialState
+    return PartialState(cpu=not torch.cuda.is_available())
+
+# %% ../nbs/03_captioner.ipynb #1e8e3542
 def caption_images(images:Iterable[ImageItem]|str|Path, # items (see the sources above) or an image folder
                    roles:Sequence[Role]|str|None, # roles, role keys, or `None` for the five experts
                    engine:CaptionEngine, # what writes the captions
@@ -273,9 +280,7 @@ def caption_images(images:Iterable[ImageItem]|str|Path, # items (see the sources
                    shard:str|None=None, # this process's store shard name (default: unique per process/rank)
                   )->dict:
     "Caption every image in every role, resuming from `store_dir`; returns a summary."
-    import torch
-    from accelerate import PartialState
-    state = PartialState(cpu=not torch.cuda.is_available())  # CPU-only processes still split the work (gloo)
+    state = process_state()
     if isinstance(images, (str, Path)): images = image_folder(images)
     roles = list(roles) if roles is not None and not isinstance(roles, str) else get_roles(roles)
     total = len(images) if hasattr(images, "__len__") else None
@@ -339,7 +344,7 @@ def caption_images(images:Iterable[ImageItem]|str|Path, # items (see the sources
     if consolidate and state.is_main_process: summary["records"] = str(RecordStore(store_dir).consolidate())
     return summary
 
-# %% ../nbs/03_captioner.ipynb #1cb8a586
+# %% ../nbs/03_captioner.ipynb #80c4bf7d
 class OracleEngine(CaptionEngine):
     "Scene-graph captions for images of the embedded scene world (`role_synthclip.scenes`)."
     def __init__(self, scenes_path:str|Path, # the world's `scenes.jsonl` (written by `write_world`)
@@ -358,7 +363,7 @@ class OracleEngine(CaptionEngine):
             else: out.append(Generation(self._scenes.oracle_caption(scene, r.role.key, self.seed)))
         return out
 
-# %% ../nbs/03_captioner.ipynb #56b2b50f
+# %% ../nbs/03_captioner.ipynb #88593ef3
 def __getattr__(name:str):
     "Lazy re-exports of `OpenAIChatClient`, `OpenAIEngine` and `ChatError` from `captioner_api`."
     if name in ("OpenAIChatClient", "OpenAIEngine", "ChatError"):
@@ -366,7 +371,7 @@ def __getattr__(name:str):
         return getattr(captioner_api, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# %% ../nbs/03_captioner.ipynb #ed848362
+# %% ../nbs/03_captioner.ipynb #21151a67
 ENGINES = ("transformers", "vllm", "openai", "oracle")
 
 def make_engine(name:str, # one of `ENGINES`
@@ -389,7 +394,7 @@ def make_engine(name:str, # one of `ENGINES`
     if name == "oracle": return OracleEngine(**kwargs)
     raise ValueError(f"unknown engine {name!r}; choose one of {ENGINES}")
 
-# %% ../nbs/03_captioner.ipynb #f93af866
+# %% ../nbs/03_captioner.ipynb #0efed3f5
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser("rsc-caption", description="Caption images from several expert roles' perspectives (resumable).")
     src = p.add_argument_group("images")
@@ -421,7 +426,7 @@ def _parser()->argparse.ArgumentParser:
     p.add_argument("--no_consolidate", action="store_true", help="leave the JSONL shards unconsolidated")
     return p
 
-# %% ../nbs/03_captioner.ipynb #ec8a94b0
+# %% ../nbs/03_captioner.ipynb #7895087f
 def _engine_kwargs(a:argparse.Namespace)->dict:
     "The CLI flags each engine takes."
     sampling = dict(max_new_tokens=a.max_new_tokens, do_sample=a.do_sample, temperature=a.temperature, top_p=a.top_p, seed=a.seed)
@@ -434,7 +439,7 @@ def _engine_kwargs(a:argparse.Namespace)->dict:
     if not scenes: raise ValueError("rsc-caption: --engine oracle needs --scenes or --image_dir")
     return dict(scenes_path=scenes, seed=a.seed)
 
-# %% ../nbs/03_captioner.ipynb #0a69ce48
+# %% ../nbs/03_captioner.ipynb #282a9db8
 def main(argv:Sequence[str]|None=None):
     "`rsc-caption`: caption a folder, ShareGPT4V JSON or webdataset shards into a resumable store."
     a = _parser().parse_args(argv)
@@ -457,6 +462,6 @@ def main(argv:Sequence[str]|None=None):
     print(json.dumps(summary))
     return summary
 
-# %% ../nbs/03_captioner.ipynb #90b02a16
+# %% ../nbs/03_captioner.ipynb #8dd38d91
 #| eval: false
 if __name__ == "__main__": main()

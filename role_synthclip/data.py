@@ -111,7 +111,7 @@ def choose_captions(n:int, # how many captions the image has
     if n >= k: return rng.choice(n, size=k, replace=False).tolist()
     return rng.permutation(n).tolist() + rng.integers(0, n, size=k - n).tolist()
 
-# %% ../nbs/08_data.ipynb #7d55fc10
+# %% ../nbs/08_data.ipynb #a9072577
 class GroupedBatchSampler(torch.utils.data.Sampler):
     "Batches of image indices: every image once per epoch, one slice of each global batch per process."
     def __init__(self, n_images:int, # images in the table
@@ -119,14 +119,13 @@ class GroupedBatchSampler(torch.utils.data.Sampler):
                  num_replicas:int=1, # processes
                  rank:int=0, # this process
                  seed:int=0, # shuffling seed
-                 shuffle:bool=True, # permute images each epoch
                 ):
         global_batch = batch_size * num_replicas
         if n_images < global_batch:
             raise ValueError(f"{n_images} images is fewer than one global batch ({batch_size} × {num_replicas} processes = {global_batch}); lower --batch_size")
         if not 0 <= rank < num_replicas: raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
         self.n_images, self.batch_size, self.num_replicas, self.rank = n_images, batch_size, num_replicas, rank
-        self.seed, self.shuffle, self.epoch, self.start_batch = seed, shuffle, 0, 0
+        self.seed, self.epoch, self.start_batch = seed, 0, 0
 
     def __len__(self)->int: return math.ceil(self.n_images / (self.batch_size * self.num_replicas))
 
@@ -136,7 +135,7 @@ class GroupedBatchSampler(torch.utils.data.Sampler):
 
     def order(self, epoch:int)->np.ndarray:
         "The epoch's image order, padded from its start to a whole number of global batches."
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.n_images) if self.shuffle else np.arange(self.n_images)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n_images)
         pad = len(self) * self.batch_size * self.num_replicas - self.n_images
         return np.concatenate([order, order[:pad]])
 
@@ -151,7 +150,7 @@ class GroupedBatchSampler(torch.utils.data.Sampler):
         if state["seed"] != self.seed: raise ValueError(f"checkpoint data order used seed {state['seed']}, this run uses {self.seed}")
         self.set_epoch(state["epoch"], state["start_batch"])
 
-# %% ../nbs/08_data.ipynb #b7dae46d
+# %% ../nbs/08_data.ipynb #4a70d3ea
 _open_tars:dict = {}
 
 def load_image(path:str, # a file, or `shard.tar::member`
@@ -159,8 +158,9 @@ def load_image(path:str, # a file, or `shard.tar::member`
     "Open an image as RGB; raises `OSError` (or PIL's error) when it is missing or broken."
     if "::" in path:
         shard, member = path.split("::", 1)
-        if shard not in _open_tars: _open_tars[shard] = tarfile.open(shard)
-        f = _open_tars[shard].extractfile(member)
+        key = (os.getpid(), shard)  # a forked worker must not share the parent's file offset
+        if key not in _open_tars: _open_tars[key] = tarfile.open(shard)
+        f = _open_tars[key].extractfile(member)
         if f is None: raise FileNotFoundError(f"{path}: no such member")
         data = io.BytesIO(f.read())
     else: data = path
@@ -169,8 +169,8 @@ def load_image(path:str, # a file, or `shard.tar::member`
 # %% ../nbs/08_data.ipynb #34a922ce
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, tarfile.TarError, KeyError)
 
-# %% ../nbs/08_data.ipynb #a9f23bdd
-def clip_transform(image_size:int=224, # the model's input size
+# %% ../nbs/08_data.ipynb #7f337803
+def clip_transform(image_size:int|tuple=224, # the model's input size (`model.visual.image_size`)
                    train:bool=False, # random resized crop (open_clip's training transform) instead of resize + centre crop
                    mean:Sequence[float]|None=None, # normalisation; default: OpenAI CLIP's
                    std:Sequence[float]|None=None,
@@ -253,7 +253,7 @@ def make_loader(table:ImageCaptions, # images and captions
         collate_fn=GroupedCollate(tokenizer, dynamic_padding=dynamic_padding), num_workers=workers,
         pin_memory=pin_memory, persistent_workers=False, prefetch_factor=4 if workers else None)
 
-# %% ../nbs/08_data.ipynb #f2f042a5
+# %% ../nbs/08_data.ipynb #07404fa7
 def write_shards(table:ImageCaptions, # images and captions to pack
                  output_dir:str|Path, # folder for `shard-000000.tar`… and `index.parquet`
                  max_count:int=10_000, # images per shard
@@ -268,8 +268,8 @@ def write_shards(table:ImageCaptions, # images and captions to pack
             except IMAGE_ERRORS as e: skipped.append(f"{path}: {type(e).__name__}"); continue
             ext = Path(path).suffix.lower().lstrip(".") or "png"
             key = text_hash(str(image_id), 16)
-            shard = Path(sink.fname)
             sink.write({"__key__": key, ext: data, "json": dict(image_id=str(image_id), captions=list(caps), roles=list(roles))})
+            shard = Path(sink.fname)  # after the write: the writer opens the next shard lazily
             rows += [dict(image_id=str(image_id), image_path=f"{shard.resolve()}::{key}.{ext}", caption=c, role=r) for c, r in zip(caps, roles)]
     buf = io.BytesIO(); pd.DataFrame(rows, columns=list(PAIR_COLUMNS)).to_parquet(buf, index=False)
     atomic_write_bytes(out/"index.parquet", buf.getvalue())

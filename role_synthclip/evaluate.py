@@ -24,7 +24,7 @@ __all__ = ['PAPER_TABLES', 'retrieval_recall', 'topk_accuracy', 'ImageList', 'en
            'select_metrics', 'results_markdown', 'comparison_markdown', 'write_run', 'native_context_length',
            'load_eval_model', 'eval_parser', 'run_eval', 'main']
 
-# %% ../nbs/10_eval.ipynb #143c3e32
+# %% ../nbs/10_eval.ipynb #287abcfb
 def retrieval_recall(sim, # [n_images, n_texts] similarities (tensor or array)
                      text_to_image, # [n_texts] index of the image each caption belongs to
                      ks:Sequence[int]=(1, 5, 10), # cut-offs
@@ -38,16 +38,16 @@ def retrieval_recall(sim, # [n_images, n_texts] similarities (tensor or array)
     if torch.isnan(sim).any(): raise ValueError("the similarity matrix contains NaN")
     counts = torch.bincount(t2i, minlength=n_img)
     if (counts == 0).any(): raise ValueError(f"image {int((counts == 0).nonzero()[0])} has no caption; every image needs one")
-    cols = torch.arange(n_txt, device=sim.device)
-    positive = torch.zeros_like(sim, dtype=torch.bool); positive[t2i, cols] = True
-    best_own = sim.masked_fill(~positive, float("-inf")).amax(1)
-    i2t_rank = ((sim >= best_own[:, None]) & ~positive).sum(1)
-    t2i_rank = ((sim >= sim[t2i, cols][None, :]) & ~positive).sum(0)
+    target = sim[t2i, torch.arange(n_txt, device=sim.device)]  # each caption's score with its own image
+    best_own = torch.full((n_img,), float("-inf"), device=sim.device).scatter_reduce(0, t2i, target, "amax")
+    own_at_best = torch.bincount(t2i[target >= best_own[t2i]], minlength=n_img)
+    i2t_rank = (sim >= best_own[:, None]).sum(1) - own_at_best  # foreign captions scoring >= the image's best own one
+    t2i_rank = (sim >= target[None, :]).sum(0) - 1  # other images scoring >= the caption's own one
     out = {f"i2t_recall@{k}": 100 * (i2t_rank < k).double().mean().item() for k in ks}
     out |= {f"t2i_recall@{k}": 100 * (t2i_rank < k).double().mean().item() for k in ks}
     return out
 
-# %% ../nbs/10_eval.ipynb #f3b24e2a
+# %% ../nbs/10_eval.ipynb #70fad57a
 def topk_accuracy(logits, # [n_samples, n_classes] scores
                   labels, # [n_samples] true class indices
                   ks:Sequence[int]=(1, 5), # cut-offs (clipped to the number of classes)
@@ -60,7 +60,7 @@ def topk_accuracy(logits, # [n_samples, n_classes] scores
     rank = (logits >= target).sum(1) - 1
     return {f"top{k}": 100 * (rank < k).double().mean().item() for k in ks}
 
-# %% ../nbs/10_eval.ipynb #b807e6fd
+# %% ../nbs/10_eval.ipynb #677056fb
 class ImageList(torch.utils.data.Dataset):
     "Images from file paths or a uint8 array [N, H, W, 3], decoded to RGB and passed through `preprocess`."
     def __init__(self, images, preprocess): self.images, self.preprocess = images, preprocess
@@ -70,12 +70,12 @@ class ImageList(torch.utils.data.Dataset):
         if isinstance(item, np.ndarray): return self.preprocess(Image.fromarray(item))
         with Image.open(item) as im: return self.preprocess(im.convert("RGB"))
 
-# %% ../nbs/10_eval.ipynb #4577d4e7
+# %% ../nbs/10_eval.ipynb #cbab146d
 def _autocast(device:str):
     "bf16 autocast on CUDA, a no-op elsewhere."
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
 
-# %% ../nbs/10_eval.ipynb #5c7ca37b
+# %% ../nbs/10_eval.ipynb #3dead590
 @torch.no_grad()
 def encode_images(model, # open_clip-style model with encode_image
                   preprocess:Callable, # PIL image → tensor
@@ -94,7 +94,7 @@ def encode_images(model, # open_clip-style model with encode_image
         with _autocast(device): feats.append(model.encode_image(batch.to(device, non_blocking=True), normalize=True).float())
     return torch.nn.functional.normalize(torch.cat(feats), dim=-1)
 
-# %% ../nbs/10_eval.ipynb #7c9092f3
+# %% ../nbs/10_eval.ipynb #7af47a11
 def tokenize_padded(tokenizer:Callable, # list[str] → LongTensor [N, context_length]
                     texts:Sequence[str], # one batch of captions
                    )->torch.Tensor:
@@ -102,7 +102,7 @@ def tokenize_padded(tokenizer:Callable, # list[str] → LongTensor [N, context_l
     from role_synthclip.longclip import pad_to_longest
     return pad_to_longest(tokenizer(list(texts)))
 
-# %% ../nbs/10_eval.ipynb #141a316d
+# %% ../nbs/10_eval.ipynb #acc0811c
 @torch.no_grad()
 def encode_texts(model, # open_clip-style model with encode_text
                  tokenizer:Callable, # list[str] → LongTensor [N, L]
@@ -122,7 +122,7 @@ def encode_texts(model, # open_clip-style model with encode_text
         with _autocast(device): feats.append(model.encode_text(tokens.to(device, non_blocking=True), normalize=True).float())
     return torch.nn.functional.normalize(torch.cat(feats), dim=-1)
 
-# %% ../nbs/10_eval.ipynb #4cc04231
+# %% ../nbs/10_eval.ipynb #1fc2b4a0
 def model_fingerprint(model, # the model being evaluated
                       preprocess:Callable|None=None, # its image transform
                       tokenizer:Callable|None=None, # its tokenizer
@@ -137,7 +137,7 @@ def model_fingerprint(model, # the model being evaluated
     if tokenizer is not None: h.update(tokenizer(["probe " * 400]).cpu().numpy().tobytes())
     return h.hexdigest()[:n]
 
-# %% ../nbs/10_eval.ipynb #e03b37cd
+# %% ../nbs/10_eval.ipynb #ae929a57
 def dataset_fingerprint(ds:RetrievalSet|ClassificationSet, # a loaded benchmark
                         n:int=12, # hex digits kept
                        )->str:
@@ -149,7 +149,7 @@ def dataset_fingerprint(ds:RetrievalSet|ClassificationSet, # a loaded benchmark
     h.update("\x00".join(texts).encode())
     return h.hexdigest()[:n]
 
-# %% ../nbs/10_eval.ipynb #19a8c688
+# %% ../nbs/10_eval.ipynb #c7cdc25b
 def cached_features(cache_dir:str|Path|None, # cache root; None disables the cache
                     key:str, # relative file name without suffix: '<model fp>/<dataset>-<split>-<data fp>'
                     compute:Callable, # () -> dict[str, Tensor], run on a miss
@@ -163,7 +163,7 @@ def cached_features(cache_dir:str|Path|None, # cache root; None disables the cac
     atomic_write_bytes(path, save({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()}))
     return tensors, False
 
-# %% ../nbs/10_eval.ipynb #456937c4
+# %% ../nbs/10_eval.ipynb #7cbb5cf9
 @torch.no_grad()
 def zero_shot_classifier(model, # open_clip-style model
                          tokenizer:Callable, # list[str] → tokens
@@ -178,7 +178,7 @@ def zero_shot_classifier(model, # open_clip-style model
     feats = encode_texts(model, tokenizer, prompts, device, num_workers=num_workers, progress=progress)
     return torch.nn.functional.normalize(feats.reshape(len(classnames), len(templates), -1).mean(1), dim=-1)
 
-# %% ../nbs/10_eval.ipynb #e198723e
+# %% ../nbs/10_eval.ipynb #6135df1a
 def evaluate(model, # open_clip-style model (encode_image, encode_text)
              tokenizer:Callable, # list[str] → LongTensor [N, L]
              preprocess:Callable, # PIL image → tensor
@@ -214,7 +214,7 @@ def evaluate(model, # open_clip-style model (encode_image, encode_text)
     return {"dataset": dataset.name, "split": dataset.split, "task": dataset.task, **metrics, **sizes, "cache_hit": hit,
             "encode_s": round(t1 - t0, 3), "metric_s": round(time.perf_counter() - t1, 3)}
 
-# %% ../nbs/10_eval.ipynb #d6cb77b2
+# %% ../nbs/10_eval.ipynb #10877ebb
 def select_metrics(result:dict, # one `evaluate` result
                    metric:str|None=None, # 'recall@1' (both directions), 'i2t_recall@5', 'top1', …; None or 'all': every metric
                   )->list:
@@ -223,7 +223,7 @@ def select_metrics(result:dict, # one `evaluate` result
     if metric in (None, "all"): return keys
     return [k for k in keys if k == metric or k.endswith("_" + metric)]
 
-# %% ../nbs/10_eval.ipynb #7481cdad
+# %% ../nbs/10_eval.ipynb #ee867f7e
 def results_markdown(results:list, # `evaluate` results of one model
                      metric:str|None=None, # metric filter, as in `select_metrics`
                     )->str:
@@ -238,7 +238,7 @@ def results_markdown(results:list, # `evaluate` results of one model
         tables.append(df.to_markdown(index=False, floatfmt=".2f"))
     return "\n\n".join(tables) + "\n"
 
-# %% ../nbs/10_eval.ipynb #5673534f
+# %% ../nbs/10_eval.ipynb #a25ef082
 PAPER_TABLES = {
     "Zero-shot retrieval and classification": [
         ("COCO I→T", "coco", "i2t_recall@1"), ("COCO T→I", "coco", "t2i_recall@1"),
@@ -255,7 +255,7 @@ PAPER_TABLES = {
         ("Long I→T", "scenes-long", "i2t_recall@1"), ("Long T→I", "scenes-long", "t2i_recall@1")],
 }
 
-# %% ../nbs/10_eval.ipynb #39181b48
+# %% ../nbs/10_eval.ipynb #44923f3d
 def comparison_markdown(runs:list, # run dicts as written by `rsc-eval` (keys: model, data_size, results)
                         tables:dict|None=None, # title → [(column label, dataset, metric key)]; default `PAPER_TABLES`
                        )->str:
@@ -280,7 +280,7 @@ def comparison_markdown(runs:list, # run dicts as written by `rsc-eval` (keys: m
                    f"(R@1 % for retrieval, both directions; top-1 % for classification); '–' where a column is missing.")
     return "\n\n".join(out) + "\n"
 
-# %% ../nbs/10_eval.ipynb #3be82c14
+# %% ../nbs/10_eval.ipynb #0a6294d5
 def write_run(run:dict, # {'model', 'model_path', 'data_size', 'fingerprint', 'results': [...], 'skipped': {...}}
               output_dir:str|Path, # folder to write results.json and results.md into
               metric:str|None=None, # metric filter for the Markdown table
@@ -293,7 +293,7 @@ def write_run(run:dict, # {'model', 'model_path', 'data_size', 'fingerprint', 'r
                       f"{run.get('created_at')}\n\n{results_markdown(run['results'], metric)}{skipped}\n")
     return output_dir
 
-# %% ../nbs/10_eval.ipynb #fdbec1b3
+# %% ../nbs/10_eval.ipynb #34b02e30
 def native_context_length(path:str|Path, # our model folder, a transformers CLIPModel folder, or an open_clip checkpoint file
                          )->int:
     "The number of text positions a checkpoint was saved with."
@@ -306,20 +306,21 @@ def native_context_length(path:str|Path, # our model folder, a transformers CLIP
         return open_clip.factory.load_state_dict(str(path), weights_only=True)["positional_embedding"].shape[0]
     raise FileNotFoundError(f"missing checkpoint: {path} is neither a model folder (open_clip_config.json or config.json) nor a file")
 
-# %% ../nbs/10_eval.ipynb #d441387b
+# %% ../nbs/10_eval.ipynb #363b1a31
 def load_eval_model(model_path:str|Path, # our checkpoint folder, an open_clip checkpoint file, or a transformers CLIPModel folder
                     model_type:str="clip-b16", # architecture of a bare open_clip checkpoint file ('tiny', 'clip-b16', 'clip-l14')
                     context_length:int|None=None, # text positions to evaluate at; None: the checkpoint's own
                     device:str|None=None, # default: best available
                    )->tuple:
-    "`(model, preprocess, tokenizer)` for any checkpoint kind, in eval mode."
+    "`(model, preprocess, tokenizer)` for any checkpoint kind (or an `rsc-train` run folder: its final `model/`), in eval mode."
     from role_synthclip.longclip import create_model
-    require(model_path, "checkpoint")
+    model_path = require(model_path, "checkpoint")
+    if (model_path/"model"/"open_clip_config.json").is_file(): model_path = model_path/"model"  # an `rsc-train` run folder
     model, preprocess, tokenizer = create_model(model_type, pretrained=str(model_path), device=get_device(device),
                                                 context_length=context_length or native_context_length(model_path))
     return model.eval(), preprocess, tokenizer
 
-# %% ../nbs/10_eval.ipynb #e4bee407
+# %% ../nbs/10_eval.ipynb #841ff36c
 def eval_parser()->argparse.ArgumentParser:
     "The `rsc-eval` argument parser."
     p = argparse.ArgumentParser(prog="rsc-eval", description="Zero-shot retrieval and classification of CLIP checkpoints.")
@@ -340,7 +341,7 @@ def eval_parser()->argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
-# %% ../nbs/10_eval.ipynb #eea78c5d
+# %% ../nbs/10_eval.ipynb #57d8a026
 def run_eval(args:argparse.Namespace, # parsed `rsc-eval` arguments
             )->list:
     "Evaluate every checkpoint on every requested benchmark; write per-run results and, for several checkpoints, the comparison."
@@ -380,7 +381,7 @@ def run_eval(args:argparse.Namespace, # parsed `rsc-eval` arguments
     print(comparison_markdown(runs) if len(runs) > 1 else results_markdown(runs[0]["results"], args.metric))
     return runs
 
-# %% ../nbs/10_eval.ipynb #537ec35b
+# %% ../nbs/10_eval.ipynb #2b4c51dc
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         ):
     "`rsc-eval`: zero-shot retrieval and classification of one or more checkpoints."

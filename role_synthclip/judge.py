@@ -214,15 +214,15 @@ class OracleJudge:
         return dict(accurate=bool(v["accurate"]), on_role=bool(v["on_role"]), score=float(v["score"]), reason=str(v.get("reason", "")),
                     repairs=(), prompt_tokens=0, completion_tokens=0, cost=0.0)
 
-# %% ../nbs/05a_judge.ipynb #1cc9597b
+# %% ../nbs/05a_judge.ipynb #835ac4ea
 JUDGMENT_KEY = ("image_id", "role", "prompt_id", "judge", "caption_hash")
 
-# %% ../nbs/05a_judge.ipynb #7e82048e
+# %% ../nbs/05a_judge.ipynb #60db514e
 def caption_hash(caption)->str:
     "The cache key part that makes an edited caption a new unit of work."
     return text_hash(caption if isinstance(caption, str) else "")
 
-# %% ../nbs/05a_judge.ipynb #d12aefbc
+# %% ../nbs/05a_judge.ipynb #76f4e521
 def skip_reason(rec:dict, # a caption-store row
                 roles, # the role keys that may be judged
                )->str|None:
@@ -233,7 +233,7 @@ def skip_reason(rec:dict, # a caption-store row
     if not Path(str(rec.get("image_path"))).is_file(): return f"missing image {rec.get('image_path')}"
     return None
 
-# %% ../nbs/05a_judge.ipynb #6432063c
+# %% ../nbs/05a_judge.ipynb #0c390280
 def _judgment_row(rec:dict, judge, verdict:dict|None=None, error:str|None=None)->dict:
     "A judgment-store row: the caption record, the verdict (or the error), usage and the caption hash."
     base = {k: rec.get(k) for k in ("image_id", "image_path", "role", "caption", "engine", "prompt_id")}
@@ -245,7 +245,7 @@ def _judgment_row(rec:dict, judge, verdict:dict|None=None, error:str|None=None)-
     extra = {k: (verdict or {}).get(k, 0) for k in ("prompt_tokens", "completion_tokens", "cost")}
     return jr.to_dict() | extra | {"caption_hash": caption_hash(rec.get("caption")), "repairs": ",".join((verdict or {}).get("repairs", ()))}
 
-# %% ../nbs/05a_judge.ipynb #59c0c1bf
+# %% ../nbs/05a_judge.ipynb #f687ccb4
 def read_captions(source:str|Path|pd.DataFrame, # a caption store folder, a Parquet/JSONL file, or a DataFrame
                  )->pd.DataFrame:
     "Caption records as a DataFrame, from a store folder, a file, or as given."
@@ -258,7 +258,7 @@ def read_captions(source:str|Path|pd.DataFrame, # a caption store folder, a Parq
     if path.suffix == ".jsonl": return pd.read_json(path, lines=True)
     raise FileNotFoundError(f"caption input not found or of unknown kind: {path}")
 
-# %% ../nbs/05a_judge.ipynb #4f6a9770
+# %% ../nbs/05a_judge.ipynb #b8db2d7a
 def judge_store(captions:str|Path|pd.DataFrame, # caption store folder / file / DataFrame
                 store_root:str|Path, # the judgment store (cache) folder
                 judge, # an `LLMJudge` or `OracleJudge`
@@ -300,7 +300,7 @@ def judge_store(captions:str|Path|pd.DataFrame, # caption store folder / file / 
     mask = [(r.image_id, r.role, r.prompt_id, r.caption_hash) in want and r.judge == judge.name for r in out.itertuples()]
     return out[mask].reset_index(drop=True)
 
-# %% ../nbs/05a_judge.ipynb #76a23836
+# %% ../nbs/05a_judge.ipynb #01bf9ab9
 def openai_chat(base_url:str, # e.g. `http://localhost:8000/v1` (vLLM serve) or a hosted API
                 model:str, # the judge model, e.g. `gpt-5` or a local Qwen2.5-VL
                 api_key_env:str="OPENAI_API_KEY", # the environment variable holding the key (never logged or saved)

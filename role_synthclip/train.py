@@ -27,7 +27,7 @@ __all__ = ['LOSSES', 'OFFICIAL_RECIPE', 'RECIPES', 'TrainConfig', 'write_recipe'
 # %% ../nbs/09_train.ipynb #32acaa68
 LOSSES = {"multipos": MultiPosClipLoss, "official": OfficialMultiPosLoss, "clip": ClipLoss}
 
-# %% ../nbs/09_train.ipynb #3ebfb328
+# %% ../nbs/09_train.ipynb #6ccdfa46
 @dataclass
 class TrainConfig:
     "All settings of a training run (the CLI flags of `rsc-train`)."
@@ -56,7 +56,7 @@ class TrainConfig:
     grad_clip:float|None=None # clip the global gradient norm to this
     precision:str="bf16" # 'no', 'fp16', 'bf16' (accelerate mixed precision)
     grad_checkpointing:bool=False # recompute activations in backward (less memory)
-    compile:bool=False # torch.compile the model (inductor)
+    compile:bool=False # torch.compile the model's forward (inductor), in place
     dynamic_padding:bool=True # cut text to the batch's longest caption
     augment:bool=False # random resized crop (open_clip's train transform) instead of the eval transform
     workers:int=4 # data loader processes per training process
@@ -240,11 +240,12 @@ def read_metrics(run_dir:str|Path)->pd.DataFrame:
     rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
     return pd.DataFrame(rows).drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
 
-# %% ../nbs/09_train.ipynb #d94e201a
+# %% ../nbs/09_train.ipynb #f84cc9b0
 def _to_device(batch:dict, device)->dict:
+    "The batch's tensors on `device` (asynchronous copies from pinned memory)."
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
-# %% ../nbs/09_train.ipynb #2304acca
+# %% ../nbs/09_train.ipynb #6ca462f8
 def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfig`)
          )->dict:
     "Train (or resume) a run; returns its folder, final model, checkpoint and summary metrics."
@@ -253,7 +254,7 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
     cfg = (config if isinstance(config, TrainConfig) else TrainConfig(**config)).validate()
     run_dir = Path(cfg.output_dir)
     accelerator = Accelerator(mixed_precision=cfg.precision, log_with=None if cfg.report_to == "none" else cfg.report_to,
-                              project_dir=str(run_dir), dynamo_backend="inductor" if cfg.compile else "no")
+                              project_dir=str(run_dir))
     main = accelerator.is_main_process
     def log(msg): accelerator.print(f"[rsc-train {utcnow()}] {msg}")
     if main: run_dir.mkdir(parents=True, exist_ok=True); atomic_write_json(run_dir/"config.json", asdict(cfg))
@@ -263,7 +264,7 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
     use_causal_attention(model)
     if cfg.grad_checkpointing: model.set_grad_checkpointing(True)
     table = ImageCaptions.read(cfg.data_path, image_root=cfg.image_root, min_captions=cfg.min_captions)
-    transform = clip_transform(model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size, train=True) if cfg.augment else preprocess
+    transform = clip_transform(model.visual.image_size, train=True) if cfg.augment else preprocess
     loader = make_loader(table, transform, tokenizer, cfg.batch_size, cfg.captions_per_image, accelerator.num_processes,
                          accelerator.process_index, seed=cfg.seed, workers=cfg.workers, dynamic_padding=cfg.dynamic_padding,
                          pin_memory=accelerator.device.type == "cuda")
@@ -276,6 +277,7 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
     scheduler = make_scheduler(optimizer, cfg.warmup_steps, total_steps)
     raw_model = model
     model, optimizer = accelerator.prepare(model, optimizer)
+    if cfg.compile: raw_model.compile()  # in place: state-dict keys (checkpoints) stay those of the eager model
     loss_fn = LOSSES[cfg.loss](local_loss=cfg.local_loss, label_smoothing=cfg.label_smoothing,
                                rank=accelerator.process_index, world_size=accelerator.num_processes)
 
@@ -298,8 +300,10 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
     bar = tqdm(total=total_steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
     last, last_eval = {}, {}
     evaluate_now = EvalHook(cfg, tokenizer, preprocess, accelerator.device) if cfg.eval_every else None
-    def state_now(micro): return dict(step=step, total_steps=total_steps, counters=counters, saved_at=utcnow(),
-                                      data=dict(epoch=micro // batches_per_epoch, start_batch=micro % batches_per_epoch, seed=cfg.seed))
+    def state_now(micro):
+        counters["nonfinite_steps"] = int(nonfinite.item())
+        return dict(step=step, total_steps=total_steps, counters=counters, saved_at=utcnow(),
+                    data=dict(epoch=micro // batches_per_epoch, start_batch=micro % batches_per_epoch, seed=cfg.seed))
     model.train()
     micro = step * cfg.grad_accum
     while step < stop:
@@ -308,6 +312,7 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
             for report in batch["bad_images"]:
                 counters["bad_images"] += 1
                 if counters["bad_images"] <= 5: log(f"bad image replaced: {report}")
+            if batch["images"] is None: raise RuntimeError(f"no image of a batch could be read, nor any substitute: {batch['bad_images'][:3]}; check --data_path / --image_root")
             micro += 1
             last_micro = micro % cfg.grad_accum == 0
             batch = _to_device(batch, accelerator.device)
@@ -317,13 +322,14 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
             loss_sum += loss.detach(); n_loss += 1
             counters["images_seen"] += global_batch
             if not last_micro: continue
+            lr_used = optimizer.param_groups[0]["lr"]
             nonfinite += optimizer_step(accelerator, model, optimizer, scheduler, cfg.grad_clip)
             step += 1; bar.update(1)
             if step % cfg.log_every == 0 or step == stop:
                 loss_mean = accelerator.reduce(loss_sum / n_loss, "mean").item()
                 counters["nonfinite_steps"] = int(nonfinite.item())
                 dt = time.time() - t_log
-                last = {"step": step, "epoch": micro / batches_per_epoch, "loss": loss_mean, "lr": scheduler.get_last_lr()[0],
+                last = {"step": step, "epoch": micro / batches_per_epoch, "loss": loss_mean, "lr": lr_used,
                         "images_per_s": (step - step_log) * cfg.grad_accum * global_batch / max(dt, 1e-9),
                         "bad_images": counters["bad_images"], "nonfinite_steps": counters["nonfinite_steps"]}
                 accelerator.log({f"train/{k}": v for k, v in last.items() if k != "step"}, step=step)
@@ -341,7 +347,7 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
                     log(f"eval at step {step}: " + ", ".join(f"{k.removeprefix('eval/')}={v:.3f}" for k, v in last_eval.items()))
                 accelerator.wait_for_everyone()
             if step == stop or (cfg.save_every and step % cfg.save_every == 0):
-                last_ckpt = save_checkpoint(accelerator, run_dir, scheduler, state_now(micro), cfg.keep_checkpoints)
+                save_checkpoint(accelerator, run_dir, scheduler, state_now(micro), cfg.keep_checkpoints)
             if step == stop: break
     bar.close()
     result = dict(run_dir=str(run_dir), checkpoint=str(checkpoint_dirs(run_dir)[-1]) if checkpoint_dirs(run_dir) else None,
@@ -357,24 +363,28 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
     accelerator.end_training()
     return result
 
-# %% ../nbs/09_train.ipynb #8fcc8f8e
+# %% ../nbs/09_train.ipynb #37a0de6f
 def _scalar_type(annotation:str):
     "int, float or str from a field's annotation text (`from __future__ import annotations` keeps it a string)."
     return int if annotation.startswith("int") else float if annotation.startswith("float") else str
 
+# %% ../nbs/09_train.ipynb #5434dba9
 def build_parser()->argparse.ArgumentParser:
     "The `rsc-train` argument parser, generated from `TrainConfig` (only flags given are returned)."
     p = argparse.ArgumentParser(prog="rsc-train", description="Train long-text CLIP on role captions (Role-SynthCLIP).",
                                 argument_default=argparse.SUPPRESS)
     p.add_argument("--recipe", choices=list(RECIPES), help="start from a shipped recipe")
     p.add_argument("--config", help="YAML/JSON file of settings (see write_recipe)")
+    from fastcore.docments import docments
+    helps = docments(TrainConfig)
     for f in fields(TrainConfig):
-        if isinstance(f.default, bool): p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction)
-        elif isinstance(f.default, tuple): p.add_argument(f"--{f.name}", type=lambda s: tuple(float(x) for x in s.split(",")))
-        else: p.add_argument(f"--{f.name}", type=_scalar_type(str(f.type)))
+        h = f"{helps.get(f.name) or ''} (default: {f.default})"
+        if isinstance(f.default, bool): p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, help=h)
+        elif isinstance(f.default, tuple): p.add_argument(f"--{f.name}", type=lambda s: tuple(float(x) for x in s.split(",")), help=h + ", comma-separated")
+        else: p.add_argument(f"--{f.name}", type=_scalar_type(str(f.type)), help=h)
     return p
 
-# %% ../nbs/09_train.ipynb #4cfe0d1f
+# %% ../nbs/09_train.ipynb #213fbd1f
 def config_from_args(argv:list[str]|None=None)->TrainConfig:
     "A `TrainConfig` from command-line arguments (defaults < recipe < config file < flags)."
     args = vars(build_parser().parse_args(argv))
@@ -384,14 +394,14 @@ def config_from_args(argv:list[str]|None=None)->TrainConfig:
     settings.update(args)
     return TrainConfig(**settings)
 
-# %% ../nbs/09_train.ipynb #b846c55f
+# %% ../nbs/09_train.ipynb #8ca16561
 def main(argv:list[str]|None=None):
     "`rsc-train`: train from the command line (launch with `accelerate launch` for several processes)."
     result = train(config_from_args(argv))
     print(json.dumps(result))
     return result
 
-# %% ../nbs/09_train.ipynb #a96a52bb
+# %% ../nbs/09_train.ipynb #10d8b2a9
 def run_notebook(output_dir:str|Path, # the run folder (created); the executed notebook lands here
                  notebook:str|Path|None=None, # default: the repository's nbs/experiments/train_run.ipynb
                  **parameters, # the notebook's settings, e.g. recipe='official', data_path=..., pretrained=...
