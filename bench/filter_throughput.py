@@ -3,6 +3,7 @@
 TINY=1 (or --tiny): CPU-sized run (tiny CLIP width 64, 200k pairs). Default: the real setting (ViT-B/16 width 512,
 2M pairs, 5 captions per image) on the best device. Two cases: embeddings already on the device, and embeddings
 in (pinned) host memory streamed to the device batch by batch, as when they come from the safetensors cache.
+DEVICE=cpu forces the CPU with the real width; N_PAIRS overrides the number of pairs.
 Target (issue 4): >= 10,000 pairs/s on one GPU. Prints JSON; writes $OUT/filter_throughput.json when OUT is set.
 """
 import json, os, platform, sys, time
@@ -28,8 +29,9 @@ def bench(head, table, index, text, role, feats, batch_size, repeats):
 
 def main():
     tiny = os.environ.get("TINY") == "1" or "--tiny" in sys.argv
-    device = "cpu" if tiny else get_device()
+    device = "cpu" if tiny else get_device(os.environ.get("DEVICE"))
     dim, n_pairs, per_image, batch_size = (64, 200_000, 5, 65_536) if tiny else (512, 2_000_000, 5, 262_144)
+    n_pairs = int(os.environ.get("N_PAIRS", n_pairs))
     torch.manual_seed(0)
     torch.set_float32_matmul_precision("high")
     head = StudentHead(dim, n_roles=5).to(device).eval()

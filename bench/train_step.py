@@ -14,7 +14,7 @@ Runs, side by side:
                  open_clip pads to 248, ours pads to the batch's longest caption (multiple of 8)
 
 GPU: ViT-B/16, B=256, K=5, bf16.   TINY=1 (or no GPU): a tiny ViT, B=8, fp32 on CPU.
-Env: STEPS (10), COMPILE (also the torch.compile variants; default 1 on GPU, 0 on CPU), PROFILE=1 (top kernels
+Env: ONLY (';'-separated name parts: run just those variants, plus the baseline), STEPS (10), COMPILE (also the torch.compile variants; default 1 on GPU, 0 on CPU), PROFILE=1 (top kernels
 of one step of each eager variant, in the JSON), BUDGET_S (540: skip variants that would overrun it).
 A variant of ours that runs out of memory is rerun with gradient checkpointing., PEAK_TFLOPS (default by device), OUT (writes
 $OUT/train_step.json).  Prints one JSON object.
@@ -186,6 +186,8 @@ if __name__ == "__main__":
             ("open_clip eager, real lengths padded to 248", openclip_step, R_, False),
             ("ours eager, real lengths, dynamic padding", ours_step, R_ | dict(dynamic=True), False),
             ("open_clip compile, full 248", openclip_step, F_ | dict(compile_=True), True)]
+    only = [x.strip() for x in os.environ.get("ONLY", "").split(";") if x.strip()]
+    if only: plan = [p for p in plan if p[0] == plan[0][0] or any(o in p[0] for o in only)]  # the baseline always runs
     for name, make, kw, compiled in plan:
         if compiled and not COMPILE: continue
         if time.time() - T0 > BUDGET - (120 if compiled else 40):

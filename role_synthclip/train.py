@@ -117,14 +117,16 @@ def no_decay(name:str, param:torch.Tensor)->bool:
     "open_clip's exclusion from weight decay: 1-D parameters and norm/bias/logit-scale names."
     return param.ndim < 2 or any(s in name for s in ("bn", "ln", "bias", "logit_scale"))
 
-# %% ../nbs/09_train.ipynb #08d86d5b
+# %% ../nbs/09_train.ipynb #6022ea23
 def make_optimizer(model:nn.Module, # the (unwrapped) model
                    lr:float, weight_decay:float, betas=(0.9, 0.98), eps:float=1e-6,
                   )->torch.optim.AdamW:
-    "Fused AdamW with two groups: decayed matrices, undecayed gains/biases/logit scale."
+    "Fused AdamW with two groups: decayed matrices, undecayed gains/biases/logit scale (and text positions whose head is frozen)."
+    frozen = getattr(model, "frozen_positions", 0) > 0  # decoupled decay would shrink the frozen rows despite their zero gradient
+    skip = lambda n, p: no_decay(n, p) or (frozen and n == "positional_embedding")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [dict(params=[p for n, p in named if not no_decay(n, p)], weight_decay=weight_decay),
-              dict(params=[p for n, p in named if no_decay(n, p)], weight_decay=0.0)]
+    groups = [dict(params=[p for n, p in named if not skip(n, p)], weight_decay=weight_decay),
+              dict(params=[p for n, p in named if skip(n, p)], weight_decay=0.0)]
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=True)
 
 # %% ../nbs/09_train.ipynb #9b163636
