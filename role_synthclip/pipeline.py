@@ -28,7 +28,7 @@ SETTINGS = {  # name: (caption source, captions per image K, loss)
     "filtered": ("all five role captions after the filter, multi-positive loss", 5, "multipos"),
 }
 
-# %% ../nbs/11_pipeline.ipynb #19ba7d44
+# %% ../nbs/11_pipeline.ipynb #0b4e9292
 @dataclass
 class DemoConfig:
     "Settings of the main job (the flags of `rsc-demo`)."
@@ -42,7 +42,7 @@ class DemoConfig:
     corrupt_frac:float=0.2 # share of the engine's captions replaced by labelled corruptions
     n_judge:int|None=None # captions the teacher labels to distil the student (None: all)
     model_type:str="tiny" # the long-text CLIP trained (see `longclip.create_model`)
-    steps:int=300 # optimizer steps per training run (the equal budget)
+    steps:int=200 # optimizer steps per training run (the equal budget)
     batch_size:int=32 # images per step
     lr:float=1e-3 # peak learning rate (from scratch, so far above the fine-tuning recipe's 1e-6)
     full:bool=False # the paper's claim in miniature: every setting over `n_seeds` seeds, mean ± std
@@ -132,7 +132,7 @@ def write_pairs(df:pd.DataFrame, path:Path)->Path:
     buf = io.BytesIO(); df.to_parquet(buf, index=False)
     return atomic_write_bytes(path, buf.getvalue())
 
-# %% ../nbs/11_pipeline.ipynb #9ed3f94a
+# %% ../nbs/11_pipeline.ipynb #304cf03b
 def train_setting(name:str, # a key of `SETTINGS`
                   table:Path, # its pairs
                   run_dir:Path, # the demo's run folder
@@ -146,7 +146,7 @@ def train_setting(name:str, # a key of `SETTINGS`
                       pretrained="none", batch_size=cfg.batch_size, captions_per_image=k, loss=loss, epochs=10_000,
                       max_steps=cfg.steps, lr=cfg.lr, weight_decay=0.1, warmup_steps=max(1, cfg.steps // 10),
                       precision="no", workers=cfg.workers, seed=seed, log_every=max(1, cfg.steps // 30), save_every=0,
-                      report_to="none", dynamic_padding=True))
+                      report_to="none", dynamic_padding=True, progress=False))
 
 # %% ../nbs/11_pipeline.ipynb #f2e3192e
 def filter_world_captions(captions_dir:Path, # the caption store

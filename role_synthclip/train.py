@@ -27,7 +27,7 @@ __all__ = ['LOSSES', 'OFFICIAL_RECIPE', 'RECIPES', 'TrainConfig', 'write_recipe'
 # %% ../nbs/09_train.ipynb #32acaa68
 LOSSES = {"multipos": MultiPosClipLoss, "official": OfficialMultiPosLoss, "clip": ClipLoss}
 
-# %% ../nbs/09_train.ipynb #6ccdfa46
+# %% ../nbs/09_train.ipynb #54ef56ec
 @dataclass
 class TrainConfig:
     "All settings of a training run (the CLI flags of `rsc-train`)."
@@ -73,6 +73,7 @@ class TrainConfig:
     report_to:str="tensorboard" # 'tensorboard', 'wandb', 'swanlab', 'none'
     tracker_mode:str="offline" # wandb / swanlab mode: 'offline' needs no network
     project:str="role-synthclip" # tracker project name
+    progress:bool=True # show the progress bar (loss, lr, images/s)
 
     def validate(self)->TrainConfig:
         "Check values that would otherwise fail deep inside a run; returns self."
@@ -247,7 +248,7 @@ def _to_device(batch:dict, device)->dict:
     "The batch's tensors on `device` (asynchronous copies from pinned memory)."
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
-# %% ../nbs/09_train.ipynb #6ca462f8
+# %% ../nbs/09_train.ipynb #2f7c9f12
 def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfig`)
          )->dict:
     "Train (or resume) a run; returns its folder, final model, checkpoint and summary metrics."
@@ -299,7 +300,7 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
     global_batch = cfg.batch_size * accelerator.num_processes
     nonfinite = torch.tensor(float(counters["nonfinite_steps"]), device=accelerator.device)
     loss_sum, n_loss, t_log, step_log = torch.zeros((), device=accelerator.device), 0, time.time(), step
-    bar = tqdm(total=total_steps, initial=step, disable=not main, desc="train", dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=step, disable=not (main and cfg.progress), desc="train", dynamic_ncols=True)
     last, last_eval = {}, {}
     evaluate_now = EvalHook(cfg, tokenizer, preprocess, accelerator.device) if cfg.eval_every else None
     def state_now(micro):
@@ -403,7 +404,11 @@ def main(argv:list[str]|None=None):
     print(json.dumps(result))
     return result
 
-# %% ../nbs/09_train.ipynb #10d8b2a9
+# %% ../nbs/09_train.ipynb #04d91344
+#| eval: false
+if __name__ == "__main__": main()  # `accelerate launch -m role_synthclip.train ...`
+
+# %% ../nbs/09_train.ipynb #efe6588a
 def run_notebook(output_dir:str|Path, # the run folder (created); the executed notebook lands here
                  notebook:str|Path|None=None, # default: the repository's nbs/experiments/train_run.ipynb
                  **parameters, # the notebook's settings, e.g. recipe='official', data_path=..., pretrained=...
