@@ -122,13 +122,13 @@ class ImageItem:
         if self.error: raise BadImageError(self.error)
         return load_image(self.data if self.data is not None else self.image_path, max_pixels)
 
-# %% ../nbs/03_captioner.ipynb #d8441670
+# %% ../nbs/03_captioner.ipynb #ac2f0969
 def image_folder(root:str|Path, # folder searched recursively
                  extensions:Sequence[str]=IMAGE_EXTENSIONS, # file suffixes taken as images (case-insensitive)
                 )->list[ImageItem]:
-    "Every image file under `root`, sorted, with `image_id` = its path relative to `root`."
-    root = Path(root)
-    if not root.is_dir(): raise FileNotFoundError(f"--image_dir {root} is not a folder")
+    "Every image file under `root`, sorted, with `image_id` = its path relative to `root` and an absolute `image_path`."
+    if not Path(root).is_dir(): raise FileNotFoundError(f"--image_dir {root} is not a folder")
+    root = Path(root).resolve()  # records must stay readable from any working directory
     paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith("."))
     return [ImageItem(image_id=p.relative_to(root).as_posix(), image_path=str(p)) for p in paths]
 
@@ -245,12 +245,12 @@ def clean_caption(text:str|None, # raw model output
             return None, f"runaway: the {ngram}-gram '{' '.join(top)}' repeats {count} times ({dup:.0%} of {ngram}-grams are repeats)"
     return text, None
 
-# %% ../nbs/03_captioner.ipynb #9b589c6b
+# %% ../nbs/03_captioner.ipynb #9c4560b8
 def _batches(it:Iterable, n:int)->Iterator[list]:
     it = iter(it)
     while chunk := list(itertools.islice(it, n)): yield chunk
 
-# %% ../nbs/03_captioner.ipynb #98eb962d
+# %% ../nbs/03_captioner.ipynb #545eb602
 def _load_all(items:list[tuple[ImageItem, list[Role]]], pool:cf.Executor, max_pixels:int):
     "Start decoding a batch; returns futures of (item, roles, image | BadImageError)."
     def one(item):
@@ -258,14 +258,14 @@ def _load_all(items:list[tuple[ImageItem, list[Role]]], pool:cf.Executor, max_pi
         except BadImageError as e: return e
     return [(item, roles, pool.submit(one, item)) for item, roles in items]
 
-# %% ../nbs/03_captioner.ipynb #0f92502a
+# %% ../nbs/03_captioner.ipynb #064dc818
 def process_state():
     "This process's `accelerate.PartialState` (rank, world size, device); CPU-only launches still split the work (gloo)."
     import torch
     from accelerate import PartialState
     return PartialState(cpu=not torch.cuda.is_available())
 
-# %% ../nbs/03_captioner.ipynb #1e8e3542
+# %% ../nbs/03_captioner.ipynb #b1040d34
 def caption_images(images:Iterable[ImageItem]|str|Path, # items (see the sources above) or an image folder
                    roles:Sequence[Role]|str|None, # roles, role keys, or `None` for the five experts
                    engine:CaptionEngine, # what writes the captions
@@ -344,7 +344,7 @@ def caption_images(images:Iterable[ImageItem]|str|Path, # items (see the sources
     if consolidate and state.is_main_process: summary["records"] = str(RecordStore(store_dir).consolidate())
     return summary
 
-# %% ../nbs/03_captioner.ipynb #80c4bf7d
+# %% ../nbs/03_captioner.ipynb #e965f56a
 class OracleEngine(CaptionEngine):
     "Scene-graph captions for images of the embedded scene world (`role_synthclip.scenes`)."
     def __init__(self, scenes_path:str|Path, # the world's `scenes.jsonl` (written by `write_world`)
@@ -363,7 +363,7 @@ class OracleEngine(CaptionEngine):
             else: out.append(Generation(self._scenes.oracle_caption(scene, r.role.key, self.seed)))
         return out
 
-# %% ../nbs/03_captioner.ipynb #88593ef3
+# %% ../nbs/03_captioner.ipynb #043c6eec
 def __getattr__(name:str):
     "Lazy re-exports of `OpenAIChatClient`, `OpenAIEngine` and `ChatError` from `captioner_api`."
     if name in ("OpenAIChatClient", "OpenAIEngine", "ChatError"):
@@ -371,7 +371,7 @@ def __getattr__(name:str):
         return getattr(captioner_api, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# %% ../nbs/03_captioner.ipynb #21151a67
+# %% ../nbs/03_captioner.ipynb #46ed7d19
 ENGINES = ("transformers", "vllm", "openai", "oracle")
 
 def make_engine(name:str, # one of `ENGINES`
@@ -394,7 +394,7 @@ def make_engine(name:str, # one of `ENGINES`
     if name == "oracle": return OracleEngine(**kwargs)
     raise ValueError(f"unknown engine {name!r}; choose one of {ENGINES}")
 
-# %% ../nbs/03_captioner.ipynb #0efed3f5
+# %% ../nbs/03_captioner.ipynb #00b12935
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser("rsc-caption", description="Caption images from several expert roles' perspectives (resumable).")
     src = p.add_argument_group("images")
@@ -426,7 +426,7 @@ def _parser()->argparse.ArgumentParser:
     p.add_argument("--no_consolidate", action="store_true", help="leave the JSONL shards unconsolidated")
     return p
 
-# %% ../nbs/03_captioner.ipynb #7895087f
+# %% ../nbs/03_captioner.ipynb #306819e0
 def _engine_kwargs(a:argparse.Namespace)->dict:
     "The CLI flags each engine takes."
     sampling = dict(max_new_tokens=a.max_new_tokens, do_sample=a.do_sample, temperature=a.temperature, top_p=a.top_p, seed=a.seed)
@@ -439,7 +439,7 @@ def _engine_kwargs(a:argparse.Namespace)->dict:
     if not scenes: raise ValueError("rsc-caption: --engine oracle needs --scenes or --image_dir")
     return dict(scenes_path=scenes, seed=a.seed)
 
-# %% ../nbs/03_captioner.ipynb #282a9db8
+# %% ../nbs/03_captioner.ipynb #25b15359
 def main(argv:Sequence[str]|None=None):
     "`rsc-caption`: caption a folder, ShareGPT4V JSON or webdataset shards into a resumable store."
     a = _parser().parse_args(argv)
@@ -462,6 +462,6 @@ def main(argv:Sequence[str]|None=None):
     print(json.dumps(summary))
     return summary
 
-# %% ../nbs/03_captioner.ipynb #8dd38d91
+# %% ../nbs/03_captioner.ipynb #0b0a4966
 #| eval: false
 if __name__ == "__main__": main()

@@ -256,7 +256,7 @@ def write_report(run_dir:Path, # the run folder (figures are written beside the 
     return {"metrics": atomic_write_json(run_dir/"metrics.json", metrics), "report_md": atomic_write_text(run_dir/"report.md", "\n".join(md)),
             "report_html": atomic_write_text(run_dir/"report.html", page)}
 
-# %% ../nbs/11_pipeline.ipynb #4e09424e
+# %% ../nbs/11_pipeline.ipynb #764c7e01
 def findings(evals:dict[str, list[dict]], # setting -> per-seed metrics
             )->list[str]:
     "Plain sentences comparing the settings' mean scores, whichever way they come out."
@@ -270,7 +270,7 @@ def findings(evals:dict[str, list[dict]], # setting -> per-seed metrics
                    f"mean difference {d.mean():+.1f} points (largest {d.idxmax()} {d.max():+.1f}, smallest {d.idxmin()} {d.min():+.1f}).")
     return out
 
-# %% ../nbs/11_pipeline.ipynb #a8f93bb7
+# %% ../nbs/11_pipeline.ipynb #e7fa25a7
 def run_pipeline(cfg:DemoConfig, # the job's settings
                  run_dir:str|Path|None=None, # write here (default: a fresh timestamped folder under `cfg.output_dir`)
                  log=print, # progress lines
@@ -279,7 +279,7 @@ def run_pipeline(cfg:DemoConfig, # the job's settings
     from role_synthclip.core import RecordStore
     from role_synthclip.diversity import diversity_report, HashingEncoder
     cfg.validate(); t_start = time.time(); stage_s = {}
-    run_dir = Path(run_dir) if run_dir else make_run_dir(cfg.output_dir)
+    run_dir = (Path(run_dir) if run_dir else make_run_dir(cfg.output_dir)).resolve()  # stored paths stay valid from any folder
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir/"config.json", asdict(cfg))
     def stage(name, fn, *args, **kw):
@@ -331,19 +331,19 @@ def run_pipeline(cfg:DemoConfig, # the job's settings
     log(f"report: {paths['report_md']}  ({metrics['seconds']:.0f} s)")
     return metrics
 
-# %% ../nbs/11_pipeline.ipynb #c8f88dd2
+# %% ../nbs/11_pipeline.ipynb #7c6b929e
 def pipeline_notebook()->Path|None:
     "This notebook, when the package runs from a source checkout (an editable install); `None` otherwise."
     nb = Path(__file__).resolve().parent.parent/"nbs"/"11_pipeline.ipynb"
     return nb if nb.exists() else None
 
-# %% ../nbs/11_pipeline.ipynb #58129096
+# %% ../nbs/11_pipeline.ipynb #a4fcc370
 def run_demo(cfg:DemoConfig, # the job's settings
              executed_notebook:bool=True, # run through papermill so the run keeps this notebook, executed
             )->Path:
     "The main job: a fresh run folder with the report, metrics and (from a checkout) the executed notebook."
     cfg.validate()
-    run_dir = make_run_dir(cfg.output_dir)
+    run_dir = make_run_dir(Path(cfg.output_dir).resolve())  # papermill runs the notebook inside the run folder
     nb = pipeline_notebook() if executed_notebook else None
     if nb is None:
         if executed_notebook: print("the pipeline notebook is not beside the package (not a source checkout): running in-process, without an executed notebook")
@@ -354,7 +354,7 @@ def run_demo(cfg:DemoConfig, # the job's settings
                         kernel_name="python3", cwd=str(run_dir), log_output=True, progress_bar=False)
     return run_dir
 
-# %% ../nbs/11_pipeline.ipynb #1086d928
+# %% ../nbs/11_pipeline.ipynb #046a5ce7
 def main(argv:list[str]|None=None):
     "The `rsc-demo` command: the whole method on the embedded scene world."
     p = argparse.ArgumentParser(prog="rsc-demo", description="Run Role-SynthCLIP end to end on the embedded scene world and write a report.")
