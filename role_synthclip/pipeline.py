@@ -270,7 +270,7 @@ def findings(evals:dict[str, list[dict]], # setting -> per-seed metrics
                    f"mean difference {d.mean():+.1f} points (largest {d.idxmax()} {d.max():+.1f}, smallest {d.idxmin()} {d.min():+.1f}).")
     return out
 
-# %% ../nbs/11_pipeline.ipynb #e7fa25a7
+# %% ../nbs/11_pipeline.ipynb #fe34d978
 def run_pipeline(cfg:DemoConfig, # the job's settings
                  run_dir:str|Path|None=None, # write here (default: a fresh timestamped folder under `cfg.output_dir`)
                  log=print, # progress lines
@@ -313,8 +313,8 @@ def run_pipeline(cfg:DemoConfig, # the job's settings
     filt_table = pd.Series({"precision vs the teacher": mvt.get("precision"), "recall vs the teacher": mvt.get("recall"), "F1": mvt.get("f1"),
                             "AUROC": mvt.get("auroc"), "held-out captions": mvt.get("n_test"), "keep rate": filtering.get("keep_rate"),
                             "injected errors removed": inj["injected_removed"], "clean captions kept": inj["clean_kept"],
-                            "kept captions that are clean": inj["kept_clean_share"]}, name="value").to_frame()
-    train_table = pd.DataFrame({k: {"final loss": r.get("loss"), "steps": r.get("step"), "images/s": r.get("images_per_s")} for k, r in results.items()}).T
+                            "kept captions that are clean": inj["kept_clean_share"]}, name="value", dtype=object).to_frame()
+    train_table = pd.DataFrame({k: {"final loss": f"{r['loss']:.3f}", "steps": r["step"], "images/s": f"{r['images_per_s']:.0f}"} for k, r in results.items()}).T
     figures = {"Caption diversity per role": run_dir/"diversity/diversity_bars.png", "Caption length in CLIP tokens": run_dir/"diversity/token_lengths.png",
                "Vocabulary overlap between roles": run_dir/"diversity/vocab_overlap.png", "Filter: precision–recall vs the teacher": run_dir/"filtered/pr_curve.png",
                "Filter: student scores per role": run_dir/"filtered/score_histograms.png"}
@@ -325,7 +325,7 @@ def run_pipeline(cfg:DemoConfig, # the job's settings
                    stage_seconds=stage_s, seconds=round(time.time() - t_start, 1), finished_at=utcnow())
     tables = {"The paper's claim in miniature (held-out scenes, %)": claim,
               "Caption diversity per role": div_table[cols].astype(float).round(3),
-              "Filter (student vs the oracle teacher; injected errors)": filt_table.astype(float).round(3),
+              "Filter (student vs the oracle teacher; injected errors)": filt_table.map(lambda v: v if isinstance(v, int) or v is None else f"{v:.3f}"),
               "Training runs": train_table}
     paths = write_report(run_dir, metrics, tables, figures)
     log(f"report: {paths['report_md']}  ({metrics['seconds']:.0f} s)")
