@@ -8,7 +8,7 @@ config = ConfigParser(delimiters=["="])
 config.read("settings.ini", encoding="utf-8")
 cfg = config["DEFAULT"]
 
-licenses = {"mit": ("MIT License", "OSI Approved :: MIT License")}
+licenses = {"mit": "MIT"}  # SPDX expression (setuptools deprecates license classifiers)
 statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Production/Stable", "6 - Mature", "7 - Inactive"]
 py_versions = "3.10 3.11 3.12 3.13".split()
 lic = licenses[cfg["license"].lower()]
@@ -22,11 +22,10 @@ extras["all"] = sorted({r for k, rs in extras.items() if k != "dev" for r in rs}
 
 setuptools.setup(
     name=cfg["lib_name"],
-    license=lic[0],
+    license=lic,
     classifiers=[
         "Development Status :: " + statuses[int(cfg["status"])],
         "Intended Audience :: " + cfg["audience"].title(),
-        "License :: " + lic[1],
         "Natural Language :: " + cfg["language"].title(),
     ] + [f"Programming Language :: Python :: {v}" for v in py_versions[py_versions.index(min_python):]],
     url=cfg["git_url"],
