@@ -14,8 +14,8 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['set_seed', 'get_device', 'utcnow', 'make_run_dir', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
-           'text_hash', 'CaptionRecord', 'JudgmentRecord', 'FilteredRecord', 'default_shard_name', 'read_jsonl',
-           'dedupe_records', 'RecordStore']
+           'atomic_write_parquet', 'text_hash', 'CaptionRecord', 'JudgmentRecord', 'FilteredRecord',
+           'default_shard_name', 'read_jsonl', 'dedupe_records', 'RecordStore']
 
 # %% ../nbs/00_core.ipynb #feeafd27
 def set_seed(seed:int, # the one seed for python, numpy and torch (all devices)
@@ -41,12 +41,12 @@ def get_device(device:str|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps'; `None` pi
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): return "mps"
     return "cpu"
 
-# %% ../nbs/00_core.ipynb #362f8b7f
+# %% ../nbs/00_core.ipynb #bb0986d2
 def utcnow()->str:
     "The current UTC time as an ISO-8601 string with seconds, e.g. `2026-11-26T04:15:25Z`."
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-# %% ../nbs/00_core.ipynb #b164d6a9
+# %% ../nbs/00_core.ipynb #d731814a
 def make_run_dir(root:str|Path="runs", # parent folder of all runs
                  name:str|None=None, # run name; default: a UTC timestamp
                 )->Path:
@@ -59,7 +59,7 @@ def make_run_dir(root:str|Path="runs", # parent folder of all runs
         except FileExistsError: continue
     raise RuntimeError(f"could not create a fresh run directory under {root} named {base}")
 
-# %% ../nbs/00_core.ipynb #9c81f09f
+# %% ../nbs/00_core.ipynb #17c9c0fc
 def atomic_write_bytes(path:str|Path, # destination file
                        data:bytes, # the whole content
                       )->Path:
@@ -74,24 +74,30 @@ def atomic_write_bytes(path:str|Path, # destination file
         Path(tmp).unlink(missing_ok=True); raise
     return path
 
-# %% ../nbs/00_core.ipynb #a46f3484
+# %% ../nbs/00_core.ipynb #e3fb5951
 def atomic_write_text(path:str|Path, text:str)->Path:
     "Write `text` (UTF-8) to `path` atomically."
     return atomic_write_bytes(path, text.encode("utf-8"))
 
-# %% ../nbs/00_core.ipynb #06f3ecd5
+# %% ../nbs/00_core.ipynb #b9cc014d
 def atomic_write_json(path:str|Path, obj, indent:int|None=1)->Path:
     "Write `obj` as JSON to `path` atomically."
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + "\n")
 
-# %% ../nbs/00_core.ipynb #9afceaee
+# %% ../nbs/00_core.ipynb #fc72ac05
+def atomic_write_parquet(path:str|Path, df:pd.DataFrame)->Path:
+    "Write `df` as Parquet (no index) to `path` atomically."
+    buf = io.BytesIO(); df.to_parquet(buf, index=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+# %% ../nbs/00_core.ipynb #a402fa35
 def text_hash(text:str, # any text, e.g. a role's prompt
               n:int=12, # hex digits kept
              )->str:
     "A short, stable SHA-256 hex digest of `text`: the `prompt_id` of a prompt, the `image_id` of bytes."
     return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #3c1c9a56
+# %% ../nbs/00_core.ipynb #c4a6ff28
 @dataclass(kw_only=True)
 class CaptionRecord:
     "One caption of one image from one role's perspective (or the error that prevented it)."
@@ -121,7 +127,7 @@ class CaptionRecord:
         if isinstance(d.get("params"), str): d["params"] = json.loads(d["params"])
         return cls(**d)
 
-# %% ../nbs/00_core.ipynb #0703dfea
+# %% ../nbs/00_core.ipynb #668899ac
 @dataclass(kw_only=True)
 class JudgmentRecord(CaptionRecord):
     "A caption record with a judge's verdict on it."
@@ -132,21 +138,21 @@ class JudgmentRecord(CaptionRecord):
     reason:str|None=None # the judge's short justification
     key_fields = ("image_id", "role", "prompt_id", "judge")
 
-# %% ../nbs/00_core.ipynb #2d044149
+# %% ../nbs/00_core.ipynb #4001df0c
 @dataclass(kw_only=True)
 class FilteredRecord(JudgmentRecord):
     "A judged record with the student filter's score and the keep decision."
     keep:bool # kept for training?
     student_score:float # the student's P(keep)
 
-# %% ../nbs/00_core.ipynb #46a3da49
+# %% ../nbs/00_core.ipynb #a8546983
 def _rank()->int: return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
 
 def default_shard_name()->str:
     "A shard name unique to this process: `{host}-{pid}-rank{rank}-{time}`."
     return f"{socket.gethostname()}-{os.getpid()}-rank{_rank()}-{time.strftime('%Y%m%d%H%M%S')}"
 
-# %% ../nbs/00_core.ipynb #bb580c59
+# %% ../nbs/00_core.ipynb #f2ee0eaa
 def read_jsonl(path:str|Path, # a JSONL file
               )->list[dict]:
     "Read a JSONL file, skipping (with a warning naming the file and line) lines that do not parse."
@@ -160,13 +166,13 @@ def read_jsonl(path:str|Path, # a JSONL file
             warnings.warn(f"{path}:{i}: skipped {'a torn last line' if torn else 'a corrupt line'} ({len(line)} bytes); its work will be redone")
     return out
 
-# %% ../nbs/00_core.ipynb #42448c96
+# %% ../nbs/00_core.ipynb #c4bd38f9
 def _encode(rec)->dict:
     "A record (dataclass or dict) as a flat dict with nested values JSON-encoded."
     d = rec.to_dict() if hasattr(rec, "to_dict") else dict(rec)
     return {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v) for k, v in d.items()}
 
-# %% ../nbs/00_core.ipynb #dcca0c8f
+# %% ../nbs/00_core.ipynb #3bcde3a0
 def dedupe_records(df:pd.DataFrame, # records, oldest first
                    key:Sequence[str], # fields that identify one unit of work
                    where:str|Path="records", # named in the error when a key field is missing
@@ -180,7 +186,7 @@ def dedupe_records(df:pd.DataFrame, # records, oldest first
     last = df.iloc[order].drop_duplicates(list(key), keep="last").index
     return df.loc[sorted(last)].reset_index(drop=True)
 
-# %% ../nbs/00_core.ipynb #d0d0de50
+# %% ../nbs/00_core.ipynb #b9423cad
 class RecordStore:
     "Append-only, sharded, resumable store of records (captions, judgments, filter decisions)."
     def __init__(self, root:str|Path, # the store's folder (created if missing)
@@ -266,8 +272,7 @@ class RecordStore:
         try:
             df = self._frame(free)
             if len(df):
-                buf = io.BytesIO(); dedupe_records(df, self.key, where=self.root).to_parquet(buf, index=False)
-                atomic_write_bytes(self.parquet_path, buf.getvalue())
+                atomic_write_parquet(self.parquet_path, dedupe_records(df, self.key, where=self.root))
             for p in free: p.unlink()
         finally:
             for fh in locks: fh.close()
