@@ -248,14 +248,16 @@ def _to_device(batch:dict, device)->dict:
     "The batch's tensors on `device` (asynchronous copies from pinned memory)."
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
-# %% ../nbs/09_train.ipynb #2f7c9f12
+# %% ../nbs/09_train.ipynb #3e515f5a
 def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfig`)
          )->dict:
     "Train (or resume) a run; returns its folder, final model, checkpoint and summary metrics."
-    from accelerate import Accelerator
+    from accelerate import Accelerator, PartialState
     from tqdm.auto import tqdm
     cfg = (config if isinstance(config, TrainConfig) else TrainConfig(**config)).validate()
     run_dir = Path(cfg.output_dir)
+    if cfg.precision == "fp16" and PartialState().device.type == "cpu":  # accelerate would quietly train in fp32
+        raise ValueError("TrainConfig.precision='fp16' needs a GPU (accelerate has no fp16 loss scaling on the CPU); use 'bf16' or 'no'")
     accelerator = Accelerator(mixed_precision=cfg.precision, log_with=None if cfg.report_to == "none" else cfg.report_to,
                               project_dir=str(run_dir))
     main = accelerator.is_main_process
@@ -397,11 +399,12 @@ def config_from_args(argv:list[str]|None=None)->TrainConfig:
     settings.update(args)
     return TrainConfig(**settings)
 
-# %% ../nbs/09_train.ipynb #8ca16561
+# %% ../nbs/09_train.ipynb #816c16de
 def main(argv:list[str]|None=None):
     "`rsc-train`: train from the command line (launch with `accelerate launch` for several processes)."
+    from accelerate import PartialState
     result = train(config_from_args(argv))
-    print(json.dumps(result))
+    if PartialState().is_main_process: print(json.dumps(result))
     return result
 
 # %% ../nbs/09_train.ipynb #04d91344
