@@ -5,30 +5,33 @@ multi-positive loss written inline) measured the same way: 3 warm-up steps, then
 two device syncs; FLOPs of one eager step from `torch.utils.flop_counter`; peak memory from CUDA's allocator.
 
 Ours is the trainer's own step (role_synthclip.train.forward_loss + accelerator.backward + optimizer_step):
-accelerate bf16 autocast, fused AdamW with the device-side NaN guard, SDPA causal (flash) attention in the text
-tower, each distinct text encoded once, optionally torch.compile.
+accelerate bf16 autocast, fused AdamW with the device-side NaN guard, LongCLIP's towers (SDPA causal (flash)
+attention in the text tower, last blocks computing only the pooled tokens), each distinct text encoded once,
+optionally torch.compile.
 
 Runs, side by side:
   full padding   B images × K captions × L=248 tokens, every caption 248 tokens long (the anchor's case)
   dynamic        the same captions at realistic lengths (token lengths of the scene world's oracle captions):
                  open_clip pads to 248, ours pads to the batch's longest caption (multiple of 8)
 
-GPU: ViT-B/16, B=256, K=5, bf16.   TINY=1 (or no GPU): a tiny ViT, B=8, fp32 on CPU.
-Env: ONLY (';'-separated name parts: run just those variants, plus the baseline), STEPS (10), COMPILE (also the torch.compile variants; default 1 on GPU, 0 on CPU), PROFILE=1 (top kernels
-of one step of each eager variant, in the JSON), BUDGET_S (540: skip variants that would overrun it).
-A variant of ours that runs out of memory is rerun with gradient checkpointing., PEAK_TFLOPS (default by device), OUT (writes
-$OUT/train_step.json).  Prints one JSON object.
+GPU: ViT-B/16, B=256, K=5, bf16.   TINY=1 (default without a GPU): a tiny ViT, B=8, fp32 on CPU; TINY=0 without a
+GPU: ViT-B/16 in fp32 on CPU (set B small, e.g. B=4).
+Env: ONLY (';'-separated name parts: run just those variants, plus the baseline), B (images per step), STEPS (10),
+COMPILE (also the torch.compile variants; default 1 on GPU, 0 on CPU), PROFILE=1 (top kernels of one step of each
+eager variant, in the JSON), BUDGET_S (540: skip variants that would overrun it), PEAK_TFLOPS (default by device),
+OUT (writes $OUT/train_step.json). A variant of ours that runs out of memory is rerun with gradient checkpointing.
+Prints one JSON object.
 """
 import json, math, os, time, warnings
 import torch, torch.nn.functional as F
 
-TINY = os.environ.get("TINY") == "1" or not torch.cuda.is_available()
+TINY = os.environ.get("TINY", "0" if torch.cuda.is_available() else "1") == "1"
 DEV = "cuda" if torch.cuda.is_available() and not TINY else "cpu"
 STEPS = int(os.environ.get("STEPS", "10" if not TINY else "5"))
 COMPILE = os.environ.get("COMPILE", "0" if DEV == "cpu" else "1") == "1"
 PROFILE = os.environ.get("PROFILE") == "1"
 BUDGET = float(os.environ.get("BUDGET_S", "540"))  # seconds; later variants are skipped when it runs out
-B, K, L = (8, 5, 248) if TINY else (256, 5, 248)
+B, K, L = int(os.environ.get("B", 8 if TINY else 256)), 5, 248
 PRECISION = "bf16" if DEV == "cuda" else "no"
 PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
 
@@ -125,10 +128,10 @@ def ours_step(images, text, compile_=False, dynamic=False, grad_checkpointing=Fa
     from accelerate import Accelerator
     from role_synthclip.longclip import build_model, pad_to_longest
     from role_synthclip.loss import MultiPosClipLoss
-    from role_synthclip.train import use_causal_attention, make_optimizer, make_scheduler, forward_loss, optimizer_step
+    from role_synthclip.train import make_optimizer, make_scheduler, forward_loss, optimizer_step
     torch.manual_seed(0)
     accelerator = Accelerator(mixed_precision=PRECISION, cpu=DEV == "cpu")
-    model = use_causal_attention(build_model(model_cfg()))
+    model = build_model(model_cfg())
     model.set_grad_checkpointing(grad_checkpointing)
     opt = make_optimizer(model, 1e-6, 0.01)
     sched = make_scheduler(opt, 0, 10**6)
@@ -181,11 +184,11 @@ if __name__ == "__main__":
     F_, R_ = dict(images=full[0], text=full[1]), dict(images=real[0], text=real[1])
     plan = [("open_clip eager, full 248", openclip_step, F_, False),  # the baseline first, then our target
             ("ours compile, full 248", ours_step, F_ | dict(compile_=True), True),
+            ("open_clip compile, full 248", openclip_step, F_ | dict(compile_=True), True),
             ("ours eager, full 248", ours_step, F_, False),
             ("ours compile, real lengths, dynamic padding", ours_step, R_ | dict(compile_=True, dynamic=True), True),
             ("open_clip eager, real lengths padded to 248", openclip_step, R_, False),
-            ("ours eager, real lengths, dynamic padding", ours_step, R_ | dict(dynamic=True), False),
-            ("open_clip compile, full 248", openclip_step, F_ | dict(compile_=True), True)]
+            ("ours eager, real lengths, dynamic padding", ours_step, R_ | dict(dynamic=True), False)]
     only = [x.strip() for x in os.environ.get("ONLY", "").split(";") if x.strip()]
     if only: plan = [p for p in plan if p[0] == plan[0][0] or any(o in p[0] for o in only)]  # the baseline always runs
     for name, make, kw, compiled in plan:
