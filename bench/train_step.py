@@ -86,7 +86,7 @@ def measure(step, flops=None, warmup=3):
     sync(); t = time.perf_counter()
     for _ in range(STEPS): step()
     sync(); dt = (time.perf_counter() - t) / STEPS
-    r = dict(step_s=round(dt, 4), images_per_s=round(B / dt, 1), captions_per_s=round(B * K / dt, 1),
+    r = dict(step_s=round(dt, 4), images_per_s=round(B / dt, 2), captions_per_s=round(B * K / dt, 2),
              peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEV == "cuda" else None)
     if flops:
         r["tflop_per_step"] = round(flops / 1e12, 3)
@@ -206,11 +206,10 @@ if __name__ == "__main__":
             r["tflop_per_step"] = twin["tflop_per_step"]
             r["achieved_tflops"] = round(twin["tflop_per_step"] / r["step_s"], 1)
             if peak_flops(): r["mfu"] = round(twin["tflop_per_step"] * 1e12 / r["step_s"] / peak_flops(), 3)
-    base = {r["name"]: r.get("images_per_s") for r in res["runs"]}
-    ref = base.get("open_clip eager, full 248")
+    ref = next((r.get("step_s") for r in res["runs"] if r["name"] == "open_clip eager, full 248"), None)
     if ref:
         for r in res["runs"]:
-            if r.get("images_per_s"): r["speedup_vs_open_clip_eager"] = round(r["images_per_s"] / ref, 2)
+            if r.get("step_s"): r["speedup_vs_open_clip_eager"] = round(ref / r["step_s"], 2)
     res["total_s"] = round(time.time() - T0, 1)
     if os.environ.get("OUT"):
         os.makedirs(os.environ["OUT"], exist_ok=True)
