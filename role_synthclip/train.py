@@ -20,8 +20,8 @@ from .loss import MultiPosClipLoss, OfficialMultiPosLoss, ClipLoss
 # %% auto #0
 __all__ = ['LOSSES', 'OFFICIAL_RECIPE', 'RECIPES', 'TrainConfig', 'write_recipe', 'load_config', 'no_decay', 'make_optimizer',
            'make_scheduler', 'forward_loss', 'optimizer_step', 'checkpoint_dirs', 'save_checkpoint', 'find_checkpoint',
-           'tracker_kwargs', 'EvalHook', 'read_metrics', 'train', 'build_parser', 'config_from_args', 'main',
-           'run_notebook']
+           'tracker_kwargs', 'EvalHook', 'read_metrics', 'shardable_logit_scale', 'unsharded_model', 'train',
+           'build_parser', 'config_from_args', 'main', 'run_notebook']
 
 # %% ../nbs/09_train.ipynb #32acaa68
 LOSSES = {"multipos": MultiPosClipLoss, "official": OfficialMultiPosLoss, "clip": ClipLoss}
@@ -226,16 +226,36 @@ def read_metrics(run_dir:str|Path)->pd.DataFrame:
     rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
     return pd.DataFrame(rows).drop_duplicates("step", keep="last").sort_values("step").reset_index(drop=True)
 
-# %% ../nbs/09_train.ipynb #52b782e4
+# %% ../nbs/09_train.ipynb #ab0d2ba3
+def shardable_logit_scale(model:nn.Module)->nn.Module:
+    "Make `model.logit_scale` 1-D in place (FSDP2 shards no 0-d parameter); returns `model`."
+    model.logit_scale = nn.Parameter(model.logit_scale.detach().reshape(1), requires_grad=model.logit_scale.requires_grad)
+    return model
+
+# %% ../nbs/09_train.ipynb #9e5eb414
+def unsharded_model(accelerator, # the run's `Accelerator`
+                    model:nn.Module, # the prepared (DDP / FSDP) model
+                    like:nn.Module, # the model as created: its config and Long-CLIP settings are copied
+                   )->nn.Module|None:
+    "A plain `LongCLIP` with `model`'s current weights on the main process, None elsewhere; every process must call it."
+    state = accelerator.get_state_dict(model)  # FSDP: all processes gather the shards; DDP: the module's own weights
+    if not accelerator.is_main_process: return None
+    plain = build_model(like.model_cfg)
+    state["logit_scale"] = state["logit_scale"].reshape(plain.logit_scale.shape)  # 1-D in FSDP2 runs
+    plain.load_state_dict(state)
+    plain.rsc_config, plain.frozen_positions = like.rsc_config, getattr(like, "frozen_positions", 0)
+    return plain
+
+# %% ../nbs/09_train.ipynb #f84cc9b0
 def _to_device(batch:dict, device)->dict:
     "The batch's tensors on `device` (asynchronous copies from pinned memory)."
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
-# %% ../nbs/09_train.ipynb #67267281
+# %% ../nbs/09_train.ipynb #53e8013e
 def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfig`)
          )->dict:
     "Train (or resume) a run; returns its folder, final model, checkpoint and summary metrics."
-    from accelerate import Accelerator, PartialState
+    from accelerate import Accelerator, PartialState, DistributedType
     from tqdm.auto import tqdm
     cfg = (config if isinstance(config, TrainConfig) else TrainConfig(**config)).validate()
     run_dir = Path(cfg.output_dir)
@@ -260,6 +280,7 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
     total_steps = cfg.epochs * batches_per_epoch // cfg.grad_accum
     if cfg.max_steps: total_steps = min(total_steps, cfg.max_steps)
     if total_steps < 1: raise ValueError(f"{len(table)} images give no optimizer step at batch_size={cfg.batch_size} × {accelerator.num_processes} processes, grad_accum={cfg.grad_accum}")
+    if accelerator.is_fsdp2: shardable_logit_scale(model)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps)
     scheduler = make_scheduler(optimizer, cfg.warmup_steps, total_steps)
     raw_model = model
@@ -327,8 +348,10 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
                 if counters["nonfinite_steps"] > cfg.max_nonfinite:
                     raise FloatingPointError(f"{counters['nonfinite_steps']} optimizer steps had a non-finite gradient (limit {cfg.max_nonfinite}); lower the lr or check the data")
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == total_steps):
+                sharded = accelerator.distributed_type == DistributedType.FSDP
+                eval_model = unsharded_model(accelerator, model, raw_model) if sharded else accelerator.unwrap_model(model)
                 if main:
-                    last_eval = evaluate_now(accelerator.unwrap_model(model))
+                    last_eval = evaluate_now(eval_model)
                     accelerator.log(last_eval, step=step)
                     with open(run_dir/"eval.jsonl", "a") as f: f.write(json.dumps({"step": step, **last_eval}) + "\n")
                     log(f"eval at step {step}: " + ", ".join(f"{k.removeprefix('eval/')}={v:.3f}" for k, v in last_eval.items()))
@@ -341,21 +364,18 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
                   step=step, total_steps=total_steps, finished=step >= total_steps, **counters,
                   **{k: v for k, v in last.items() if k in ("loss", "lr", "images_per_s")}, **last_eval)
     if step >= total_steps:
-        state = accelerator.get_state_dict(model)  # full weights on the main process, FSDP shards gathered
-        if main:
-            final = build_model(raw_model.model_cfg); final.load_state_dict(state)
-            final.rsc_config, final.frozen_positions = raw_model.rsc_config, getattr(raw_model, "frozen_positions", 0)
-            result["model"] = str(save_model(final, run_dir/"model", {"train": asdict(cfg)}))
+        final = unsharded_model(accelerator, model, raw_model)
+        if main: result["model"] = str(save_model(final, run_dir/"model", {"train": asdict(cfg)}))
     if main: atomic_write_json(run_dir/"result.json", result)
     accelerator.end_training()
     return result
 
-# %% ../nbs/09_train.ipynb #1d412343
+# %% ../nbs/09_train.ipynb #37a0de6f
 def _scalar_type(annotation:str):
     "int, float or str from a field's annotation text (`from __future__ import annotations` keeps it a string)."
     return int if annotation.startswith("int") else float if annotation.startswith("float") else str
 
-# %% ../nbs/09_train.ipynb #2beb896f
+# %% ../nbs/09_train.ipynb #5434dba9
 def build_parser()->argparse.ArgumentParser:
     "The `rsc-train` argument parser, generated from `TrainConfig` (only flags given are returned)."
     p = argparse.ArgumentParser(prog="rsc-train", description="Train long-text CLIP on role captions (Role-SynthCLIP).",
@@ -371,7 +391,7 @@ def build_parser()->argparse.ArgumentParser:
         else: p.add_argument(f"--{f.name}", type=_scalar_type(str(f.type)), help=h)
     return p
 
-# %% ../nbs/09_train.ipynb #e66de942
+# %% ../nbs/09_train.ipynb #213fbd1f
 def config_from_args(argv:list[str]|None=None)->TrainConfig:
     "A `TrainConfig` from command-line arguments (defaults < recipe < config file < flags)."
     args = vars(build_parser().parse_args(argv))
@@ -381,7 +401,7 @@ def config_from_args(argv:list[str]|None=None)->TrainConfig:
     settings.update(args)
     return TrainConfig(**settings)
 
-# %% ../nbs/09_train.ipynb #89275386
+# %% ../nbs/09_train.ipynb #816c16de
 def main(argv:list[str]|None=None):
     "`rsc-train`: train from the command line (launch with `accelerate launch` for several processes)."
     from accelerate import PartialState
@@ -389,11 +409,11 @@ def main(argv:list[str]|None=None):
     if PartialState().is_main_process: print(json.dumps(result))
     return result
 
-# %% ../nbs/09_train.ipynb #92d59aaa
+# %% ../nbs/09_train.ipynb #04d91344
 #| eval: false
 if __name__ == "__main__": main()  # `accelerate launch -m role_synthclip.train ...`
 
-# %% ../nbs/09_train.ipynb #663044be
+# %% ../nbs/09_train.ipynb #efe6588a
 def run_notebook(output_dir:str|Path, # the run folder (created); the executed notebook lands here
                  notebook:str|Path|None=None, # default: the repository's nbs/experiments/train_run.ipynb
                  **parameters, # the notebook's settings, e.g. recipe='official', data_path=..., pretrained=...
