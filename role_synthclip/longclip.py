@@ -130,13 +130,13 @@ class LongCLIP(CLIP):
         if v.proj is not None: x = x @ v.proj
         return F.normalize(x, dim=-1) if normalize else x
 
-# %% ../nbs/06_longclip.ipynb #5d781c73
+# %% ../nbs/06_longclip.ipynb #8bd07545
 OPENCLIP_NAMES = {"clip-b16": "ViT-B-16", "clip-l14": "ViT-L-14"}
 TINY_CONFIG = {"embed_dim": 64, "quick_gelu": True,
                "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
 
-# %% ../nbs/06_longclip.ipynb #3c767e1f
+# %% ../nbs/06_longclip.ipynb #f608b14f
 def model_config(model_type:str='tiny', # 'tiny', 'clip-b16' or 'clip-l14'
                 )->dict:
     "The open_clip model config (77 positions, QuickGELU) of a registry name."
@@ -145,7 +145,7 @@ def model_config(model_type:str='tiny', # 'tiny', 'clip-b16' or 'clip-l14'
         raise ValueError(f"unknown model_type={model_type!r}; choose from {['tiny', *OPENCLIP_NAMES]}")
     return {**copy.deepcopy(open_clip.get_model_config(OPENCLIP_NAMES[model_type])), "quick_gelu": True}
 
-# %% ../nbs/06_longclip.ipynb #517e4871
+# %% ../nbs/06_longclip.ipynb #70b6955e
 def build_model(model_cfg:dict, # open_clip config: embed_dim, vision_cfg, text_cfg, quick_gelu
                )->LongCLIP:
     "A randomly initialised `LongCLIP` of an open_clip config (its `text_cfg.context_length` positions)."
@@ -155,7 +155,7 @@ def build_model(model_cfg:dict, # open_clip config: embed_dim, vision_cfg, text_
     model.model_cfg = copy.deepcopy(model_cfg)
     return model
 
-# %% ../nbs/06_longclip.ipynb #9aa59eea
+# %% ../nbs/06_longclip.ipynb #75dea0ac
 def set_context_length(model:CLIP, # an open_clip CLIP / LongCLIP
                        target:int=248, # new number of text positions
                        keep:int=20, # leading positions kept unchanged by the stretch
@@ -169,7 +169,7 @@ def set_context_length(model:CLIP, # an open_clip CLIP / LongCLIP
     if hasattr(model, "model_cfg"): model.model_cfg["text_cfg"]["context_length"] = target
     return model
 
-# %% ../nbs/06_longclip.ipynb #a9e0e982
+# %% ../nbs/06_longclip.ipynb #b56bae4a
 def freeze_leading_positions(model:LongCLIP, # model whose text positions to partly freeze
                              keep:int=20, # leading positions that get no gradient (0: all trainable again)
                             )->LongCLIP:
@@ -179,14 +179,14 @@ def freeze_leading_positions(model:LongCLIP, # model whose text positions to par
     model.frozen_positions = keep
     return model
 
-# %% ../nbs/06_longclip.ipynb #57f3b3c9
+# %% ../nbs/06_longclip.ipynb #d3fce273
 @functools.lru_cache(maxsize=4)
 def get_tokenizer(context_length:int=248, # tokens per caption, EOT included
                  )->open_clip.SimpleTokenizer:
     "open_clip's CLIP BPE tokenizer: `tokenizer(texts, context_length=None) -> LongTensor [N, L]`, EOT kept on truncation."
     return open_clip.SimpleTokenizer(context_length=context_length)
 
-# %% ../nbs/06_longclip.ipynb #d44d9997
+# %% ../nbs/06_longclip.ipynb #64a39bc2
 def pad_to_longest(tokens:torch.Tensor, # [N, L] right-padded token ids
                    multiple:int=8, # round the kept length up to a multiple of this
                   )->torch.Tensor:
@@ -194,12 +194,12 @@ def pad_to_longest(tokens:torch.Tensor, # [N, L] right-padded token ids
     n = int(tokens.argmax(dim=1).max()) + 1
     return tokens[:, :min(tokens.shape[1], -(-n // multiple) * multiple)]
 
-# %% ../nbs/06_longclip.ipynb #34ad722c
+# %% ../nbs/06_longclip.ipynb #bdee9922
 def image_preprocess(model:CLIP)->"Callable":
     "open_clip's evaluation transform (resize, centre crop, OpenAI mean/std) for `model`'s image size."
     return open_clip.image_transform(model.visual.image_size, is_train=False)
 
-# %% ../nbs/06_longclip.ipynb #5e999ca6
+# %% ../nbs/06_longclip.ipynb #4d7c38f1
 def _load_pretrained(model_type:str, pretrained:str)->LongCLIP:
     "The model for a `pretrained` value, at the positions its weights have."
     if pretrained == "none": return build_model(model_config(model_type))
@@ -221,7 +221,7 @@ def _load_pretrained(model_type:str, pretrained:str)->LongCLIP:
         return model
     raise FileNotFoundError(f"pretrained={pretrained!r} is not 'none', 'openai', a checkpoint file or a model folder")
 
-# %% ../nbs/06_longclip.ipynb #026d05b6
+# %% ../nbs/06_longclip.ipynb #11237da3
 def create_model(model_type:str='tiny', # registry name: 'tiny', 'clip-b16', 'clip-l14'
                  pretrained:str='none', # 'none', 'openai', or a checkpoint file / open_clip folder / transformers folder
                  context_length:int=248, # text positions after the stretch
@@ -237,7 +237,7 @@ def create_model(model_type:str='tiny', # registry name: 'tiny', 'clip-b16', 'cl
     model.rsc_config = {"model_type": saved_type or model_type, "keep": keep, "freeze_kept_positions": freeze_kept_positions}
     return model.to(device), image_preprocess(model), get_tokenizer(context_length)
 
-# %% ../nbs/06_longclip.ipynb #6e0694fb
+# %% ../nbs/06_longclip.ipynb #3c849733
 def model_config_json(model:CLIP, # a model made by `create_model`/`build_model`
                       config:dict|None=None, # extra JSON-able metadata kept under `role_synthclip.config`
                      )->dict:
@@ -250,7 +250,7 @@ def model_config_json(model:CLIP, # a model made by `create_model`/`build_model`
             "role_synthclip": {**getattr(model, "rsc_config", {}), "frozen_positions": getattr(model, "frozen_positions", 0),
                                "config": config or {}}}
 
-# %% ../nbs/06_longclip.ipynb #02216ab1
+# %% ../nbs/06_longclip.ipynb #16402276
 def save_model(model:CLIP, # the model to save
                path:str|Path, # folder to write (created)
                config:dict|None=None, # extra JSON-able metadata to keep beside the weights
@@ -263,7 +263,7 @@ def save_model(model:CLIP, # the model to save
     atomic_write_json(path/"open_clip_config.json", model_config_json(model, config))
     return path
 
-# %% ../nbs/06_longclip.ipynb #292f14dd
+# %% ../nbs/06_longclip.ipynb #c02fdf9d
 def load_model(path:str|Path, # folder written by `save_model` (or its .safetensors file)
                device:str='cpu', # where the model lives
               )->tuple:
@@ -283,7 +283,7 @@ def load_model(path:str|Path, # folder written by `save_model` (or its .safetens
     model.rsc_config = {k: meta[k] for k in ("model_type", "keep", "freeze_kept_positions") if k in meta}
     return model.to(device), image_preprocess(model), get_tokenizer(model.context_length)
 
-# %% ../nbs/06_longclip.ipynb #bad5ab20
+# %% ../nbs/06_longclip.ipynb #3c038624
 def hf_key_map(vision_layers:int, # layers of the image tower
                text_layers:int, # layers of the text tower
               )->list:
@@ -309,7 +309,7 @@ def hf_key_map(vision_layers:int, # layers of the image tower
     for i in range(text_layers): keys += block(f"transformer.resblocks.{i}", f"text_model.encoder.layers.{i}")
     return keys
 
-# %% ../nbs/06_longclip.ipynb #3fa2dfc6
+# %% ../nbs/06_longclip.ipynb #259c6061
 def convert_state_dict(state:dict, # the source state dict
                        key_map:list, # from `hf_key_map`
                        to_hf:bool=True, # open_clip → transformers, else transformers → open_clip
@@ -327,7 +327,7 @@ def convert_state_dict(state:dict, # the source state dict
             out[oc] = state[hf[0]].T.contiguous() if kind == "transpose" else torch.cat([state[k] for k in hf]) if kind == "qkv" else state[hf[0]]
     return out
 
-# %% ../nbs/06_longclip.ipynb #57f2a23c
+# %% ../nbs/06_longclip.ipynb #8a4c208e
 def hf_config(model_cfg:dict)->"transformers.CLIPConfig":
     "The transformers `CLIPConfig` of an open_clip config (plain ViT + causal text tower only)."
     from transformers import CLIPConfig
@@ -353,7 +353,7 @@ def hf_config(model_cfg:dict)->"transformers.CLIPConfig":
                            hidden_act=act, layer_norm_eps=1e-5, projection_dim=embed_dim),
         projection_dim=embed_dim)
 
-# %% ../nbs/06_longclip.ipynb #926257c6
+# %% ../nbs/06_longclip.ipynb #07bec8dd
 def openclip_config_from_hf(config:"transformers.CLIPConfig")->dict:
     "The open_clip model config of a transformers `CLIPConfig`."
     t, v = config.text_config, config.vision_config
@@ -368,7 +368,7 @@ def openclip_config_from_hf(config:"transformers.CLIPConfig")->dict:
             "text_cfg": {"context_length": t.max_position_embeddings, "vocab_size": t.vocab_size, "width": t.hidden_size,
                          "heads": t.num_attention_heads, "layers": t.num_hidden_layers, "mlp_ratio": t.intermediate_size / t.hidden_size}}
 
-# %% ../nbs/06_longclip.ipynb #cd585be1
+# %% ../nbs/06_longclip.ipynb #bdabe53d
 def hf_tokenizer(context_length:int=248)->"transformers.CLIPTokenizer":
     "A transformers `CLIPTokenizer` with open_clip's BPE vocabulary and merges, `model_max_length=context_length`."
     from transformers import CLIPTokenizer
@@ -378,7 +378,7 @@ def hf_tokenizer(context_length:int=248)->"transformers.CLIPTokenizer":
     merges = sorted(oc.bpe_ranks, key=oc.bpe_ranks.get)
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=context_length)
 
-# %% ../nbs/06_longclip.ipynb #0d79b7c3
+# %% ../nbs/06_longclip.ipynb #7700fdb0
 def export_hf(model:CLIP, # the model to export
               path:str|Path, # folder to write: a transformers CLIPModel (+ tokenizer, image processor)
              )->Path:
@@ -396,7 +396,7 @@ def export_hf(model:CLIP, # the model to export
                        image_mean=list(open_clip.OPENAI_DATASET_MEAN), image_std=list(open_clip.OPENAI_DATASET_STD)).save_pretrained(path)
     return path
 
-# %% ../nbs/06_longclip.ipynb #767c6f80
+# %% ../nbs/06_longclip.ipynb #625a3e3e
 def import_hf(path:str|Path, # a transformers CLIPModel folder (e.g. a local openai/clip-vit-base-patch16)
              )->LongCLIP:
     "A `LongCLIP` with the weights of a transformers `CLIPModel` folder, at that model's number of positions."
