@@ -111,7 +111,7 @@ def choose_captions(n:int, # how many captions the image has
     if n >= k: return rng.choice(n, size=k, replace=False).tolist()
     return rng.permutation(n).tolist() + rng.integers(0, n, size=k - n).tolist()
 
-# %% ../nbs/08_data.ipynb #a9072577
+# %% ../nbs/08_data.ipynb #e2a820d7
 class GroupedBatchSampler(torch.utils.data.Sampler):
     "Batches of image indices: every image once per epoch, one slice of each global batch per process."
     def __init__(self, n_images:int, # images in the table
@@ -119,13 +119,19 @@ class GroupedBatchSampler(torch.utils.data.Sampler):
                  num_replicas:int=1, # processes
                  rank:int=0, # this process
                  seed:int=0, # shuffling seed
+                 lengths:Sequence[float]|None=None, # per image, the length of its longest caption (any unit)
+                 group_by_length:int=0, # sort by `lengths` within windows of this many global batches (0: plain shuffle)
                 ):
         global_batch = batch_size * num_replicas
         if n_images < global_batch:
             raise ValueError(f"{n_images} images is fewer than one global batch ({batch_size} × {num_replicas} processes = {global_batch}); lower --batch_size")
         if not 0 <= rank < num_replicas: raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
+        if group_by_length < 0: raise ValueError(f"group_by_length={group_by_length} must be >= 0")
+        if group_by_length and (lengths is None or len(lengths) != n_images):
+            raise ValueError(f"group_by_length needs one length per image ({n_images}), got {None if lengths is None else len(lengths)}")
         self.n_images, self.batch_size, self.num_replicas, self.rank = n_images, batch_size, num_replicas, rank
         self.seed, self.epoch, self.start_batch = seed, 0, 0
+        self.lengths, self.group_by_length = None if lengths is None else np.asarray(lengths), group_by_length
 
     def __len__(self)->int: return math.ceil(self.n_images / (self.batch_size * self.num_replicas))
 
@@ -135,9 +141,13 @@ class GroupedBatchSampler(torch.utils.data.Sampler):
 
     def order(self, epoch:int)->np.ndarray:
         "The epoch's image order, padded from its start to a whole number of global batches."
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.n_images)
-        pad = len(self) * self.batch_size * self.num_replicas - self.n_images
-        return np.concatenate([order, order[:pad]])
+        rng = np.random.default_rng([self.seed, epoch])
+        order, g = rng.permutation(self.n_images), self.batch_size * self.num_replicas
+        if self.group_by_length:
+            w = self.group_by_length * g
+            order = np.concatenate([c[np.argsort(-self.lengths[c], kind="stable")] for c in np.split(order, range(w, self.n_images, w))])
+        order = np.concatenate([order, order[:len(self) * g - self.n_images]])
+        return order.reshape(-1, g)[rng.permutation(len(self))].reshape(-1) if self.group_by_length else order
 
     def __iter__(self):
         order, g = self.order(self.epoch), self.batch_size * self.num_replicas
@@ -150,7 +160,7 @@ class GroupedBatchSampler(torch.utils.data.Sampler):
         if state["seed"] != self.seed: raise ValueError(f"checkpoint data order used seed {state['seed']}, this run uses {self.seed}")
         self.set_epoch(state["epoch"], state["start_batch"])
 
-# %% ../nbs/08_data.ipynb #4a70d3ea
+# %% ../nbs/08_data.ipynb #7f14404c
 _open_tars:dict = {}
 
 def load_image(path:str, # a file, or `shard.tar::member`
@@ -166,10 +176,10 @@ def load_image(path:str, # a file, or `shard.tar::member`
     else: data = path
     with Image.open(data) as im: return im.convert("RGB")
 
-# %% ../nbs/08_data.ipynb #34a922ce
+# %% ../nbs/08_data.ipynb #625275e9
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, tarfile.TarError, KeyError)
 
-# %% ../nbs/08_data.ipynb #7f337803
+# %% ../nbs/08_data.ipynb #a39c7c53
 def clip_transform(image_size:int|tuple=224, # the model's input size (`model.visual.image_size`)
                    train:bool=False, # random resized crop (open_clip's training transform) instead of resize + centre crop
                    mean:Sequence[float]|None=None, # normalisation; default: OpenAI CLIP's
@@ -179,7 +189,7 @@ def clip_transform(image_size:int|tuple=224, # the model's input size (`model.vi
     import open_clip
     return open_clip.image_transform(image_size, is_train=train, mean=mean, std=std)
 
-# %% ../nbs/08_data.ipynb #8541327f
+# %% ../nbs/08_data.ipynb #af5c4819
 class GroupedCaptionDataset(torch.utils.data.Dataset):
     "Item `(image_index, epoch)` -> the image tensor and K of its captions (seeded by seed, epoch, image)."
     def __init__(self, table:ImageCaptions, # images and their captions
@@ -209,7 +219,7 @@ class GroupedCaptionDataset(torch.utils.data.Dataset):
                         image_id=self.table.image_ids[idx], image_index=idx, bad=bad)
         return dict(image=None, captions=[], image_id=None, image_index=-1, bad=bad)
 
-# %% ../nbs/08_data.ipynb #e35326fb
+# %% ../nbs/08_data.ipynb #c05a5d84
 class GroupedCollate:
     "Items -> a batch dict: images [B,3,S,S], distinct tokens [U,L], text_index [B·K], image_index [B], bad-image reports."
     def __init__(self, tokenizer:Callable, # list[str] -> LongTensor [N, context_length]
@@ -233,7 +243,7 @@ class GroupedCollate:
                     text_index=torch.tensor([where[t] for t in texts]), image_index=torch.tensor([it["image_index"] for it in items]),
                     image_ids=[it["image_id"] for it in items], bad_images=bad)
 
-# %% ../nbs/08_data.ipynb #bd559822
+# %% ../nbs/08_data.ipynb #136bee18
 def make_loader(table:ImageCaptions, # images and captions
                 transform:Callable, # PIL -> tensor
                 tokenizer:Callable, # list[str] -> LongTensor
@@ -245,15 +255,17 @@ def make_loader(table:ImageCaptions, # images and captions
                 workers:int=0, # loader worker processes
                 dynamic_padding:bool=True, # cut text to the batch's longest caption
                 pin_memory:bool=False, # page-locked batches for fast host-to-GPU copies
+                group_by_length:int=0, # batch images of similar longest-caption length (characters), in windows of this many global batches
                )->torch.utils.data.DataLoader:
     "A DataLoader of image-grouped batches; position it with `loader.batch_sampler.set_epoch(epoch, batch)`."
-    sampler = GroupedBatchSampler(len(table), batch_size, num_replicas, rank, seed=seed)
+    lengths = [max(map(len, caps)) for caps in table.captions] if group_by_length else None  # characters track tokens closely
+    sampler = GroupedBatchSampler(len(table), batch_size, num_replicas, rank, seed=seed, lengths=lengths, group_by_length=group_by_length)
     return torch.utils.data.DataLoader(
         GroupedCaptionDataset(table, transform, captions_per_image, seed=seed), batch_sampler=sampler,
         collate_fn=GroupedCollate(tokenizer, dynamic_padding=dynamic_padding), num_workers=workers,
         pin_memory=pin_memory, persistent_workers=False, prefetch_factor=4 if workers else None)
 
-# %% ../nbs/08_data.ipynb #c7865513
+# %% ../nbs/08_data.ipynb #718604cc
 def write_shards(table:ImageCaptions, # images and captions to pack
                  output_dir:str|Path, # folder for `shard-000000.tar`… and `index.parquet`
                  max_count:int=10_000, # images per shard

@@ -264,7 +264,7 @@ def findings(evals:dict[str, list[dict]], # setting -> per-seed metrics
                    f"mean difference {d.mean():+.1f} points (largest {d.idxmax()} {d.max():+.1f}, smallest {d.idxmin()} {d.min():+.1f}).")
     return out
 
-# %% ../nbs/11_pipeline.ipynb #92dfde0c
+# %% ../nbs/11_pipeline.ipynb #e4419ced
 def run_pipeline(cfg:DemoConfig, # the job's settings
                  run_dir:str|Path|None=None, # write here (default: a fresh timestamped folder under `cfg.output_dir`)
                  log=print, # progress lines
@@ -309,7 +309,7 @@ def run_pipeline(cfg:DemoConfig, # the job's settings
                             "injected errors removed": inj["injected_removed"], "clean captions kept": inj["clean_kept"],
                             "kept captions that are clean": inj["kept_clean_share"]}, name="value", dtype=object).to_frame()
     train_table = pd.DataFrame({k: {"final loss": f"{r['loss']:.3f}", "steps": r["step"], "images/s": f"{r['images_per_s']:.0f}"} for k, r in results.items()}).T
-    figures = {"Caption diversity per role": run_dir/"diversity/diversity_bars.png", "Caption length in CLIP tokens": run_dir/"diversity/token_lengths.png",
+    figures = {"Diversity measures per role": run_dir/"diversity/diversity_bars.png", "Caption length in CLIP tokens": run_dir/"diversity/token_lengths.png",
                "Vocabulary overlap between roles": run_dir/"diversity/vocab_overlap.png", "Filter: precision–recall vs the teacher": run_dir/"filtered/pr_curve.png",
                "Filter: student scores per role": run_dir/"filtered/score_histograms.png"}
     atomic_write_bytes(run_dir/"loss_curves.png", _png(plot_losses(results))); figures["Training loss"] = run_dir/"loss_curves.png"

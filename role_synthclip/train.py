@@ -26,7 +26,7 @@ __all__ = ['LOSSES', 'OFFICIAL_RECIPE', 'RECIPES', 'TrainConfig', 'write_recipe'
 # %% ../nbs/09_train.ipynb #32acaa68
 LOSSES = {"multipos": MultiPosClipLoss, "official": OfficialMultiPosLoss, "clip": ClipLoss}
 
-# %% ../nbs/09_train.ipynb #54ef56ec
+# %% ../nbs/09_train.ipynb #b3f81a1e
 @dataclass
 class TrainConfig:
     "All settings of a training run (the CLI flags of `rsc-train`)."
@@ -57,6 +57,7 @@ class TrainConfig:
     grad_checkpointing:bool=False # recompute activations in backward (less memory)
     compile:bool=False # torch.compile the model's forward (inductor), in place
     dynamic_padding:bool=True # cut text to the batch's longest caption
+    group_by_length:int=0 # batch images of similar caption length: sort windows of this many global batches (0: off; 50 is typical)
     augment:bool=False # random resized crop (open_clip's train transform) instead of the eval transform
     workers:int=4 # data loader processes per training process
     seed:int=0 # model init, data order, captions, augmentation
@@ -84,6 +85,7 @@ class TrainConfig:
         if self.report_to not in ("tensorboard", "wandb", "swanlab", "none"): bad("report_to", "choose tensorboard, wandb, swanlab or none")
         for name in ("batch_size", "captions_per_image", "grad_accum", "log_every"):
             if getattr(self, name) < 1: bad(name, "must be at least 1")
+        if self.group_by_length < 0: bad("group_by_length", "must be 0 (off) or a number of global batches")
         if self.resume not in (None, "latest") and not Path(self.resume).is_dir(): bad("resume", "not 'latest' and not a checkpoint folder")
         if self.eval_every and not self.eval_root: bad("eval_root", "--eval_every needs --eval_root (the benchmark's folder)")
         return self
@@ -251,7 +253,7 @@ def _to_device(batch:dict, device)->dict:
     "The batch's tensors on `device` (asynchronous copies from pinned memory)."
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
-# %% ../nbs/09_train.ipynb #53e8013e
+# %% ../nbs/09_train.ipynb #c38aafc8
 def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfig`)
          )->dict:
     "Train (or resume) a run; returns its folder, final model, checkpoint and summary metrics."
@@ -274,7 +276,7 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
     transform = clip_transform(model.visual.image_size, train=True) if cfg.augment else preprocess
     loader = make_loader(table, transform, tokenizer, cfg.batch_size, cfg.captions_per_image, accelerator.num_processes,
                          accelerator.process_index, seed=cfg.seed, workers=cfg.workers, dynamic_padding=cfg.dynamic_padding,
-                         pin_memory=accelerator.device.type == "cuda")
+                         pin_memory=accelerator.device.type == "cuda", group_by_length=cfg.group_by_length)
     sampler = loader.batch_sampler
     batches_per_epoch = len(sampler)
     total_steps = cfg.epochs * batches_per_epoch // cfg.grad_accum
