@@ -253,7 +253,7 @@ def _to_device(batch:dict, device)->dict:
     "The batch's tensors on `device` (asynchronous copies from pinned memory)."
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
-# %% ../nbs/09_train.ipynb #c38aafc8
+# %% ../nbs/09_train.ipynb #117b7f54
 def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfig`)
          )->dict:
     "Train (or resume) a run; returns its folder, final model, checkpoint and summary metrics."
@@ -306,7 +306,7 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
     stop = min(total_steps, cfg.stop_at or total_steps)
     global_batch = cfg.batch_size * accelerator.num_processes
     nonfinite = torch.tensor(float(counters["nonfinite_steps"]), device=accelerator.device)
-    loss_sum, n_loss, t_log, step_log = torch.zeros((), device=accelerator.device), 0, time.time(), step
+    loss_sum, n_loss, text_len_sum, t_log, step_log = torch.zeros((), device=accelerator.device), 0, 0, time.time(), step
     bar = tqdm(total=total_steps, initial=step, disable=not (main and cfg.progress), desc="train", dynamic_ncols=True)
     last, last_eval = {}, {}
     evaluate_now = EvalHook(cfg, tokenizer, preprocess, accelerator.device) if cfg.eval_every else None
@@ -329,7 +329,7 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
             with contextlib.nullcontext() if last_micro else accelerator.no_sync(model):
                 loss = forward_loss(model, loss_fn, batch)
                 accelerator.backward(loss / cfg.grad_accum)
-            loss_sum += loss.detach(); n_loss += 1
+            loss_sum += loss.detach(); n_loss += 1; text_len_sum += batch["text"].shape[1]  # padded tokens per caption (host-side shape)
             counters["images_seen"] += global_batch
             if not last_micro: continue
             lr_used = optimizer.param_groups[0]["lr"]
@@ -341,12 +341,12 @@ def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfi
                 dt = time.time() - t_log
                 last = {"step": step, "epoch": micro / batches_per_epoch, "loss": loss_mean, "lr": lr_used,
                         "images_per_s": (step - step_log) * cfg.grad_accum * global_batch / max(dt, 1e-9),
-                        "bad_images": counters["bad_images"], "nonfinite_steps": counters["nonfinite_steps"]}
+                        "text_len": text_len_sum / n_loss, "bad_images": counters["bad_images"], "nonfinite_steps": counters["nonfinite_steps"]}
                 accelerator.log({f"train/{k}": v for k, v in last.items() if k != "step"}, step=step)
                 if main:
                     with open(run_dir/"metrics.jsonl", "a") as f: f.write(json.dumps(last) + "\n")
                 bar.set_postfix(loss=f"{loss_mean:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['images_per_s']:.0f}")
-                loss_sum.zero_(); n_loss, t_log, step_log = 0, time.time(), step
+                loss_sum.zero_(); n_loss, text_len_sum, t_log, step_log = 0, 0, time.time(), step
                 if counters["nonfinite_steps"] > cfg.max_nonfinite:
                     raise FloatingPointError(f"{counters['nonfinite_steps']} optimizer steps had a non-finite gradient (limit {cfg.max_nonfinite}); lower the lr or check the data")
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == total_steps):
