@@ -394,7 +394,7 @@ def make_engine(name:str, # one of `ENGINES`
     if name == "oracle": return OracleEngine(**kwargs)
     raise ValueError(f"unknown engine {name!r}; choose one of {ENGINES}")
 
-# %% ../nbs/03_captioner.ipynb #00b12935
+# %% ../nbs/03_captioner.ipynb #e4e095bc
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser("rsc-caption", description="Caption images from several expert roles' perspectives (resumable).")
     src = p.add_argument_group("images")
@@ -408,12 +408,12 @@ def _parser()->argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint folder (transformers, vllm) or served model name (openai)")
     p.add_argument("--roles", help="a role file (.yaml/.json) or comma-separated role keys; default: the five experts")
     p.add_argument("--batch_size", type=int, default=8, help="images per engine call (transformers on one 80-140 GB GPU: 64-256)")
-    p.add_argument("--max_new_tokens", type=int, default=320)
+    p.add_argument("--max_new_tokens", type=int, default=320, help="longest caption, in generated tokens")
     p.add_argument("--num_workers", type=int, default=4, help="image-decoding threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed, and the oracle engine's phrasing seed (stored in each record's params)")
     p.add_argument("--do_sample", action="store_true", help="sample (seeded) instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top_p", type=float, default=0.9)
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (with --do_sample)")
+    p.add_argument("--top_p", type=float, default=0.9, help="nucleus sampling mass (with --do_sample)")
     p.add_argument("--device", help="transformers: cpu, cuda, cuda:1 …; default: this process's accelerator")
     p.add_argument("--min_pixels", type=int, help="transformers/vllm: smallest image area after resizing")
     p.add_argument("--max_pixels", type=int, help="transformers/vllm: largest image area after resizing")

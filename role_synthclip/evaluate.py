@@ -320,7 +320,7 @@ def load_eval_model(model_path:str|Path, # our checkpoint folder, an open_clip c
                                                 context_length=context_length or native_context_length(model_path))
     return model.eval(), preprocess, tokenizer
 
-# %% ../nbs/10_eval.ipynb #841ff36c
+# %% ../nbs/10_eval.ipynb #8e87bffd
 def eval_parser()->argparse.ArgumentParser:
     "The `rsc-eval` argument parser."
     p = argparse.ArgumentParser(prog="rsc-eval", description="Zero-shot retrieval and classification of CLIP checkpoints.")
@@ -335,9 +335,9 @@ def eval_parser()->argparse.ArgumentParser:
     p.add_argument("--cache_dir", default=None, help="embedding cache (default: OUTPUT_DIR/embedding_cache); 'none' disables it")
     p.add_argument("--name", nargs="*", default=None, help="display name per checkpoint (default: folder/file name)")
     p.add_argument("--data_size", nargs="*", default=None, help="training-data size per checkpoint for the comparison table, e.g. 1M")
-    p.add_argument("--batch_size", type=int, default=256)
-    p.add_argument("--num_workers", type=int, default=4)
-    p.add_argument("--device", default=None)
+    p.add_argument("--batch_size", type=int, default=256, help="images or captions per encoder call")
+    p.add_argument("--num_workers", type=int, default=4, help="image-decoding DataLoader workers")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the best available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

@@ -539,7 +539,7 @@ def filter_captions(input_dir:str|Path, # caption store (read only)
     atomic_write_json(out/"filter_summary.json", summary)
     return summary
 
-# %% ../nbs/05_filter.ipynb #6c529505
+# %% ../nbs/05_filter.ipynb #0791a175
 def main(argv:Sequence[str]|None=None):
     "rsc-filter: judge, distil and apply the role-aware filter to a caption store."
     p = argparse.ArgumentParser(prog="rsc-filter", description="Role-aware caption filter: a student distilled from an LLM (or oracle) judge.")
@@ -564,7 +564,7 @@ def main(argv:Sequence[str]|None=None):
     p.add_argument("--epochs", type=int, default=300, help="student training epochs")
     p.add_argument("--cache_dir", help="embedding cache root (default: OUTPUT_DIR/embeddings); share it between runs")
     p.add_argument("--batch_size", type=int, default=256, help="encoder batch size")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="judging sample, data split and student training")
     p.add_argument("--device", help="cpu, cuda, ... (default: accelerate's device for this process)")
     a = p.parse_args(argv)
     summary = filter_captions(**vars(a))

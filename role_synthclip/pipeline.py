@@ -18,7 +18,7 @@ from . import scenes as scn
 # %% auto #0
 __all__ = ['SETTINGS', 'DemoConfig', 'corruption_for', 'noisy_oracle_engine', 'caption_world', 'setting_pairs', 'train_setting',
            'filter_world_captions', 'evaluate_world', 'chance_levels', 'claim_table', 'plot_losses', 'write_report',
-           'findings', 'run_pipeline', 'pipeline_notebook', 'run_demo', 'main']
+           'findings', 'run_pipeline', 'pipeline_notebook', 'run_demo', 'demo_parser', 'main']
 
 # %% ../nbs/11_pipeline.ipynb #1c28e977
 SETTINGS = {  # name: (caption source, captions per image K, loss)
@@ -348,15 +348,23 @@ def run_demo(cfg:DemoConfig, # the job's settings
                         kernel_name="python3", cwd=str(run_dir), log_output=True, progress_bar=False)
     return run_dir
 
-# %% ../nbs/11_pipeline.ipynb #1086d928
+# %% ../nbs/11_pipeline.ipynb #9ae559a9
+def demo_parser()->argparse.ArgumentParser:
+    "The `rsc-demo` argument parser: one flag per `DemoConfig` field, its comment as help."
+    from fastcore.docments import docments
+    p = argparse.ArgumentParser(prog="rsc-demo", description="Run Role-SynthCLIP end to end on the embedded scene world and write a report.")
+    helps = docments(DemoConfig)
+    for f in fields(DemoConfig):
+        h = f"{helps.get(f.name) or ''} (default: {f.default})".replace("%", "%%")  # argparse formats help with %
+        if f.type == "bool": p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default, help=h)
+        else: p.add_argument(f"--{f.name}", type={"int": int, "float": float}.get(f.type.split("|")[0], str), default=f.default, help=h)
+    p.add_argument("--in_process", action="store_true", help="run without papermill (no executed notebook in the run folder)")
+    return p
+
+# %% ../nbs/11_pipeline.ipynb #312655fe
 def main(argv:list[str]|None=None):
     "The `rsc-demo` command: the whole method on the embedded scene world."
-    p = argparse.ArgumentParser(prog="rsc-demo", description="Run Role-SynthCLIP end to end on the embedded scene world and write a report.")
-    for f in fields(DemoConfig):
-        d = f.default
-        if f.type == "bool": p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=d)
-        else: p.add_argument(f"--{f.name}", type={"int": int, "float": float}.get(f.type.split("|")[0], str), default=d)
-    p.add_argument("--in_process", action="store_true", help="run without papermill (no executed notebook in the run folder)")
+    p = demo_parser()
     args = vars(p.parse_args(argv))
     in_process = args.pop("in_process")
     try: run_dir = run_demo(DemoConfig(**args), executed_notebook=not in_process)

@@ -377,7 +377,7 @@ def _scalar_type(annotation:str):
     "int, float or str from a field's annotation text (`from __future__ import annotations` keeps it a string)."
     return int if annotation.startswith("int") else float if annotation.startswith("float") else str
 
-# %% ../nbs/09_train.ipynb #5434dba9
+# %% ../nbs/09_train.ipynb #bc01a23f
 def build_parser()->argparse.ArgumentParser:
     "The `rsc-train` argument parser, generated from `TrainConfig` (only flags given are returned)."
     p = argparse.ArgumentParser(prog="rsc-train", description="Train long-text CLIP on role captions (Role-SynthCLIP).",
@@ -387,7 +387,7 @@ def build_parser()->argparse.ArgumentParser:
     from fastcore.docments import docments
     helps = docments(TrainConfig)
     for f in fields(TrainConfig):
-        h = f"{helps.get(f.name) or ''} (default: {f.default})"
+        h = f"{helps.get(f.name) or ''} (default: {f.default})".replace("%", "%%")  # argparse formats help with %
         if isinstance(f.default, bool): p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, help=h)
         elif isinstance(f.default, tuple): p.add_argument(f"--{f.name}", type=lambda s: tuple(float(x) for x in s.split(",")), help=h + ", comma-separated")
         else: p.add_argument(f"--{f.name}", type=_scalar_type(str(f.type)), help=h)
