@@ -362,15 +362,7 @@ class OracleEngine(CaptionEngine):
             else: out.append(Generation(self._scenes.oracle_caption(scene, r.role.key, self.seed)))
         return out
 
-# %% ../nbs/03_captioner.ipynb #043c6eec
-def __getattr__(name:str):
-    "Lazy re-exports of `OpenAIChatClient`, `OpenAIEngine` and `ChatError` from `captioner_api`."
-    if name in ("OpenAIChatClient", "OpenAIEngine", "ChatError"):
-        from role_synthclip import captioner_api
-        return getattr(captioner_api, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-# %% ../nbs/03_captioner.ipynb #46ed7d19
+# %% ../nbs/03_captioner.ipynb #ed848362
 ENGINES = ("transformers", "vllm", "openai", "oracle")
 
 def make_engine(name:str, # one of `ENGINES`
@@ -393,7 +385,7 @@ def make_engine(name:str, # one of `ENGINES`
     if name == "oracle": return OracleEngine(**kwargs)
     raise ValueError(f"unknown engine {name!r}; choose one of {ENGINES}")
 
-# %% ../nbs/03_captioner.ipynb #e4e095bc
+# %% ../nbs/03_captioner.ipynb #564f9943
 def _parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser("rsc-caption", description="Caption images from several expert roles' perspectives (resumable).")
     src = p.add_argument_group("images")
@@ -425,7 +417,7 @@ def _parser()->argparse.ArgumentParser:
     p.add_argument("--no_consolidate", action="store_true", help="leave the JSONL shards unconsolidated")
     return p
 
-# %% ../nbs/03_captioner.ipynb #306819e0
+# %% ../nbs/03_captioner.ipynb #ec8a94b0
 def _engine_kwargs(a:argparse.Namespace)->dict:
     "The CLI flags each engine takes."
     sampling = dict(max_new_tokens=a.max_new_tokens, do_sample=a.do_sample, temperature=a.temperature, top_p=a.top_p, seed=a.seed)
@@ -438,7 +430,7 @@ def _engine_kwargs(a:argparse.Namespace)->dict:
     if not scenes: raise ValueError("rsc-caption: --engine oracle needs --scenes or --image_dir")
     return dict(scenes_path=scenes, seed=a.seed)
 
-# %% ../nbs/03_captioner.ipynb #25b15359
+# %% ../nbs/03_captioner.ipynb #0a69ce48
 def main(argv:Sequence[str]|None=None):
     "`rsc-caption`: caption a folder, ShareGPT4V JSON or webdataset shards into a resumable store."
     a = _parser().parse_args(argv)
@@ -461,6 +453,6 @@ def main(argv:Sequence[str]|None=None):
     print(json.dumps(summary))
     return summary
 
-# %% ../nbs/03_captioner.ipynb #0b0a4966
+# %% ../nbs/03_captioner.ipynb #90b02a16
 #| eval: false
 if __name__ == "__main__": main()

@@ -451,7 +451,7 @@ def _output_row(rec:dict, keep:bool, score:float, verdict:dict|None, reject_reas
                         accurate=v.get("accurate"), on_role=v.get("on_role"), score=v.get("score"), reason=v.get("reason"), keep=keep, student_score=score)
     return fr.to_dict() | {"caption_hash": caption_hash(rec.get("caption")), "reject_reason": reject_reason}
 
-# %% ../nbs/05_filter.ipynb #27933f8a
+# %% ../nbs/05_filter.ipynb #546c8e7c
 def filter_captions(input_dir:str|Path, # caption store (read only)
                     output_dir:str|Path, # kept pairs, rejected pairs, caches, student, summary
                     student:str|Path|None=None, # a saved student; `None` = distil one with the teacher first
@@ -480,11 +480,12 @@ def filter_captions(input_dir:str|Path, # caption store (read only)
             elif p.exists(): p.unlink()
         out.mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
-    spec = json.loads((Path(student)/"student.json").read_text())["encoder"] if student and (model_type or model_path) is None else {}
-    spec = {"model_type": model_type or spec.get("model_type", "tiny"), "model_path": model_path or spec.get("model_path")}
+    given = load_student(student, device) if student else None  # its encoder and roles are the defaults below
+    saved = given.config["encoder"] if given else {}
+    spec = {"model_type": model_type or saved.get("model_type", "tiny"), "model_path": model_path or saved.get("model_path")}
     encoder = load_encoder(spec["model_type"], spec["model_path"], device)
     fingerprint = model_fingerprint(*encoder)
-    roles = set(ROLES) | (set(json.loads((Path(student)/"student.json").read_text())["roles"]) if student else set())
+    roles = set(ROLES) | (set(given.roles) if given else set())
     records = df.to_dict("records")
     reasons = [skip_reason(r, roles) for r in records]
     valid = df[[r is None for r in reasons]].reset_index(drop=True)
@@ -496,7 +497,7 @@ def filter_captions(input_dir:str|Path, # caption store (read only)
                                        epochs, batch_size, seed, device, max_concurrency, cache)
         state.wait_for_everyone()
         student = out/"student"
-    st = load_student(student, device)
+    st = given or load_student(student, device)
     if st.config["encoder"].get("fingerprint", fingerprint) != fingerprint:
         raise ValueError(f"the student {student} was trained on encoder embeddings {st.config['encoder']['fingerprint']}, but this encoder is {fingerprint}")
     threshold = st.threshold if threshold is None else threshold
