@@ -783,7 +783,7 @@ def _check_manifest(path:Path, manifest:dict):
         if diff: raise ValueError(f"{path}: this folder already holds a different world {diff}; use another output_dir")
     else: atomic_write_json(path, manifest)
 
-# %% ../nbs/02_scenes.ipynb #bf76addd
+# %% ../nbs/02_scenes.ipynb #c1237d09
 def write_world(output_dir:str|Path, # the world's folder (created if missing)
                 n_images:int=2000, # number of scenes
                 seed:int=0, # world seed: scenes, splits and caption phrasing
@@ -809,9 +809,10 @@ def write_world(output_dir:str|Path, # the world's folder (created if missing)
     captions = {(i, k): oracle_caption(sc, k, seed) for i, sc in enumerate(scenes) for k in WRITERS}
     store = RecordStore(paths["captions"])
     done = store.done_keys()
-    records = [CaptionRecord(image_id=image_ids[i], image_path=str((paths["images"]/image_ids[i]).resolve()), role=k, caption=cap,
-                             engine="oracle", prompt_id=ROLES[k].prompt_id, params={"seed": seed})
-               for (i, k), cap in captions.items() if (image_ids[i], k, ROLES[k].prompt_id) not in done]
+    images, prompt_ids = paths["images"].resolve(), {k: ROLES[k].prompt_id for k in WRITERS}  # once, not per record
+    records = [CaptionRecord(image_id=image_ids[i], image_path=str(images/image_ids[i]), role=k, caption=cap,
+                             engine="oracle", prompt_id=prompt_ids[k], params={"seed": seed})
+               for (i, k), cap in captions.items() if (image_ids[i], k, prompt_ids[k]) not in done]
     with store: store.append(records)
     store.consolidate()
 
@@ -843,7 +844,7 @@ def load_scenes(path:str|Path, # a world folder, or its `scenes.jsonl`
     if not path.exists(): raise FileNotFoundError(f"{path}: not found; write the world first (write_world or rsc-scenes)")
     return {r["image_id"]: Scene.from_dict(r["scene"]) for r in read_jsonl(path)}
 
-# %% ../nbs/02_scenes.ipynb #1b82b530
+# %% ../nbs/02_scenes.ipynb #7ec7ad9b
 def main(argv:Sequence[str]|None=None):
     "The `rsc-scenes` command: write a synthetic world and print a summary."
     p = argparse.ArgumentParser(prog="rsc-scenes", description="Write the embedded synthetic scene world: images, ShareGPT4V JSON, oracle captions, scene graphs and labels.")
