@@ -12,7 +12,7 @@ TINY=1 (or --tiny): CPU-sized (b=32, K=5, D=256, world 1..16). Default: b=256, K
 log-log plot $OUT/loss_memory.png when OUT is set.
 Usage: TINY=1 python bench/loss_memory.py   |   python bench/loss_memory.py
 """
-import json, math, os, platform, resource, subprocess, sys, time
+import contextlib, json, math, os, platform, resource, subprocess, sys, time
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +21,9 @@ import role_synthclip.loss as loss_module
 from role_synthclip.loss import MultiPosClipLoss
 
 
-def simulate_gather(world:int, n_images:int, dim:int, device:str):
-    "Replace the module's gathers by single-process stand-ins for `world` processes (this one is rank 0)."
+@contextlib.contextmanager
+def simulated_gather(world:int, n_images:int, dim:int, device:str):
+    "Within the block, the module's gathers are single-process stand-ins for `world` processes (this one is rank 0)."
     others = {}
     def gather_features(x, world_size):
         key = tuple(x.shape)
@@ -30,7 +31,10 @@ def simulate_gather(world:int, n_images:int, dim:int, device:str):
             others[key] = F.normalize(torch.randn((world_size - 1) * x.shape[0], x.shape[1], device=device), dim=-1).requires_grad_()
         return torch.cat([x, others[key]])
     def gather_labels(x, world_size): return torch.cat([x + r * n_images for r in range(world_size)])
+    saved = loss_module.gather_features, loss_module.gather_labels
     loss_module.gather_features, loss_module.gather_labels = gather_features, gather_labels
+    try: yield
+    finally: loss_module.gather_features, loss_module.gather_labels = saved  # the next configuration starts clean
 
 
 def step(loss_fn, img, txt, scale):
@@ -44,7 +48,12 @@ def measure(local:bool, world:int, b:int, k:int, dim:int, device:str, repeats:in
     torch.manual_seed(0)
     warm = [F.normalize(torch.randn(n, dim, device=device), dim=-1).requires_grad_() for n in (2, 2 * k)]
     step(MultiPosClipLoss(local_loss=local, rank=0, world_size=1), *warm, torch.tensor(10.0, device=device))  # load kernels, thread pools
-    if world > 1: simulate_gather(world, b, dim, device)
+    with simulated_gather(world, b, dim, device) if world > 1 else contextlib.nullcontext():
+        return _measure_step(local, world, b, k, dim, device, repeats)
+
+
+def _measure_step(local, world, b, k, dim, device, repeats)->dict:
+    "The measurement itself, with the gathers already in place."
     img = F.normalize(torch.randn(b, dim, device=device), dim=-1).requires_grad_()
     txt = F.normalize(torch.randn(b * k, dim, device=device), dim=-1).requires_grad_()
     scale = torch.tensor(100.0, device=device, requires_grad=True)
