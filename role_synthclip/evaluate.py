@@ -342,7 +342,7 @@ def eval_parser()->argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
-# %% ../nbs/10_eval.ipynb #57d8a026
+# %% ../nbs/10_eval.ipynb #0da1f648
 def run_eval(args:argparse.Namespace, # parsed `rsc-eval` arguments
             )->list:
     "Evaluate every checkpoint on every requested benchmark; write per-run results and, for several checkpoints, the comparison."
@@ -358,17 +358,19 @@ def run_eval(args:argparse.Namespace, # parsed `rsc-eval` arguments
     sizes = args.data_size or [None] * len(args.model_path)
     if len(labels) != len(args.model_path) or len(sizes) != len(args.model_path):
         raise ValueError("rsc-eval: give one --name and one --data_size per --model_path")
+    benchmarks, skipped = {}, {}  # read once for all checkpoints
+    for name in names:
+        try: benchmarks[name] = load_benchmark(name, args.data_root, args.split, own_folder=name not in expanded)
+        except FileNotFoundError as e:
+            if name not in expanded: raise
+            skipped[name] = str(e); print(f"rsc-eval: skipped {name}: {e}", file=sys.stderr)
     runs = []
     for path, label, size in zip(args.model_path, labels, sizes):
         model, preprocess, tokenizer = load_eval_model(path, args.model_type, args.context_length, args.device)
         fp = model_fingerprint(model, preprocess, tokenizer)
         run = {"model": label, "model_path": str(path), "data_size": size, "fingerprint": fp, "created_at": utcnow(),
-               "context_length": model.context_length, "results": [], "skipped": {}}
-        for name in names:
-            try: sets = load_benchmark(name, args.data_root, args.split, own_folder=name not in expanded)
-            except FileNotFoundError as e:
-                if name not in expanded: raise
-                run["skipped"][name] = str(e); print(f"rsc-eval: skipped {name}: {e}", file=sys.stderr); continue
+               "context_length": model.context_length, "results": [], "skipped": dict(skipped)}
+        for sets in benchmarks.values():
             for ds in sets:
                 r = evaluate(model, tokenizer, preprocess, ds, args.device, args.batch_size, args.num_workers, cache, fp, progress=not args.quiet)
                 run["results"].append(r)
