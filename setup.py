@@ -41,6 +41,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": cfg.get("console_scripts", "").split(),
         "nbdev": [f"{cfg.get('lib_path')}={cfg.get('lib_path')}._modidx:d"],
+        "role_synthclip.plugins": cfg.get("plugins", "").split(),  # engines, judges, benchmarks registered by name
     },
     version=cfg["version"],
     description=cfg["description"],

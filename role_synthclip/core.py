@@ -4,18 +4,28 @@
 
 # %% ../nbs/00_core.ipynb #b67465c0
 from __future__ import annotations
-import argparse, dataclasses, datetime as dt, fcntl, hashlib, io, json, os, random, socket, tarfile, tempfile, time, warnings
+import argparse, atexit, contextlib, dataclasses, datetime as dt, fcntl, hashlib, io, json, os, random, shutil, signal, socket, sys
+import tarfile, tempfile, threading, time, traceback, warnings, zlib
 from dataclasses import dataclass, field, asdict
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['set_seed', 'get_device', 'utcnow', 'make_run_dir', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
-           'atomic_write_parquet', 'text_hash', 'read_image_bytes', 'image_exists', 'CaptionRecord', 'JudgmentRecord',
-           'FilteredRecord', 'default_shard_name', 'read_jsonl', 'dedupe_records', 'RecordStore', 'add_config_flags']
+__all__ = ['MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'USER_ERRORS', 'PLUGIN_GROUP', 'UserError', 'set_seed', 'get_device', 'utcnow',
+           'make_run_dir', 'scratch_dir', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
+           'atomic_write_parquet', 'file_lock', 'text_hash', 'read_image_bytes', 'image_exists', 'BadImageError',
+           'to_rgb', 'load_image', 'write_bad_images', 'CaptionRecord', 'JudgmentRecord', 'FilteredRecord',
+           'default_shard_name', 'read_jsonl', 'dedupe_records', 'RecordStore', 'add_config_flags', 'config_from_args',
+           'CommandParser', 'report_progress', 'Interrupted', 'run_command', 'load_plugins', 'Registry']
+
+# %% ../nbs/00_core.ipynb #df1fb194
+class UserError(ValueError):
+    "Bad input (a flag, a path, a file's content): commands print the message as one line, with no traceback."
 
 # %% ../nbs/00_core.ipynb #feeafd27
 def set_seed(seed:int, # the one seed for python, numpy and torch (all devices)
@@ -59,16 +69,32 @@ def make_run_dir(root:str|Path="runs", # parent folder of all runs
         except FileExistsError: continue
     raise RuntimeError(f"could not create a fresh run directory under {root} named {base}")
 
+# %% ../nbs/00_core.ipynb #a94ff0ce
+_scratch:list = []
+
+def _remove_scratch():
+    for d in _scratch: shutil.rmtree(d, ignore_errors=True)
+atexit.register(_remove_scratch)
+
+def scratch_dir(prefix:str="rsc-", # folder name prefix, to tell whose it is
+               )->Path:
+    "A fresh temporary folder, removed when this process exits: tests and notebook runs leave nothing behind."
+    d = Path(tempfile.mkdtemp(prefix=prefix)); _scratch.append(d)
+    return d
+
 # %% ../nbs/00_core.ipynb #17c9c0fc
+_UMASK = os.umask(0); os.umask(_UMASK)  # read once: the mode a plain `open` would give new files
+
 def atomic_write_bytes(path:str|Path, # destination file
                        data:bytes, # the whole content
                       )->Path:
-    "Write `data` to `path` atomically (temp file in the same folder, fsync, rename)."
+    "Write `data` to `path` atomically (temp file in the same folder, fsync, rename), with the mode `open` would give."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: reports must be readable by others, as `open` makes them
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
@@ -89,6 +115,17 @@ def atomic_write_parquet(path:str|Path, df:pd.DataFrame)->Path:
     "Write `df` as Parquet (no index) to `path` atomically."
     buf = io.BytesIO(); df.to_parquet(buf, index=False)
     return atomic_write_bytes(path, buf.getvalue())
+
+# %% ../nbs/00_core.ipynb #5b907292
+@contextlib.contextmanager
+def file_lock(path:str|Path, # the lock file (created if missing; its content is never read)
+             ):
+    "Hold an exclusive `flock` on `path` for the `with` block: one process at a time, across processes on one machine."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(fh, fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #a402fa35
 def text_hash(text:str, # any text, e.g. a role's prompt
@@ -125,6 +162,99 @@ def image_exists(ref:str|Path)->bool:
     if not Path(shard).is_file(): return False
     try: return _tar(shard).getmember(member).isfile()
     except KeyError: return False
+
+# %% ../nbs/00_core.ipynb #c47be957
+MAX_IMAGE_PIXELS = 100_000_000  # ~10k × 10k; bigger files are refused as decompression bombs
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+# %% ../nbs/00_core.ipynb #95c3da84
+class BadImageError(UserError):
+    "An image that cannot be decoded: `reason` says why, `source` names the file (or `None` for raw bytes)."
+    def __init__(self, reason:str, # why it cannot be decoded, e.g. 'empty file (0 bytes)'
+                 source:str|None=None, # the file or `shard.tar::member` it came from
+                ):
+        self.reason, self.source = reason, source
+        super().__init__(f"{source}: {reason}" if source else reason)
+
+# %% ../nbs/00_core.ipynb #af0ffa23
+def to_rgb(im:Image.Image, # an opened PIL image in any mode
+          )->Image.Image:
+    "Convert any PIL mode to 8-bit RGB: alpha over white, CMYK through its ICC profile, 16-bit/float rescaled."
+    if im.mode == "RGB": return im
+    if im.mode == "CMYK" and im.info.get("icc_profile"):
+        src = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"]))
+        return ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        a = np.asarray(im.convert("F") if im.mode.startswith("I;16") else im, dtype=np.float64)
+        top = 255.0 if a.max(initial=0) <= 255 else 65535.0 if a.max() <= 65535 else a.max()
+        a = np.clip(a / top * 255.0 if im.mode != "F" or a.max(initial=0) > 1 else a * 255.0, 0, 255)
+        return Image.fromarray(a.round().astype(np.uint8), "L").convert("RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    return im.convert("RGB")
+
+# %% ../nbs/00_core.ipynb #37046a92
+def _decode(data:bytes, max_pixels:int)->Image.Image:
+    "Decode encoded image bytes to RGB, or raise `BadImageError` with the reason."
+    if not data: raise BadImageError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+        if im.width * im.height > max_pixels:
+            raise BadImageError(f"decompression bomb: {im.width}x{im.height} = {im.width * im.height:,} pixels > max_pixels={max_pixels:,}")
+        im.load()
+        return to_rgb(ImageOps.exif_transpose(im))
+    except BadImageError: raise
+    except Image.DecompressionBombError as e: raise BadImageError(f"decompression bomb: {e}") from None
+    except UnidentifiedImageError:
+        raise BadImageError(f"not an image: cannot identify the format of {len(data)} bytes starting {data[:8]!r}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise BadImageError(f"{'truncated' if 'truncated' in str(e) else 'corrupt'} image: {type(e).__name__}: {e}") from None
+
+# %% ../nbs/00_core.ipynb #4022a46d
+def load_image(source:str|Path|bytes, # a file path, `shard.tar::member`, or the encoded bytes
+               max_pixels:int=MAX_IMAGE_PIXELS, # refuse larger images (decompression bombs)
+              )->Image.Image:
+    "Decode an image to RGB, or raise `BadImageError` naming the file and the reason."
+    if isinstance(source, (bytes, bytearray)): return _decode(bytes(source), max_pixels)
+    if not image_exists(source): raise BadImageError("file not found", str(source))
+    try: return _decode(read_image_bytes(source), max_pixels)
+    except BadImageError as e: raise BadImageError(e.reason, str(source)) from None
+
+# %% ../nbs/00_core.ipynb #f576e8a0
+def _png_with_size(width:int, height:int)->bytes:
+    "A 1×1 PNG whose IHDR claims `width`×`height` (a decompression-bomb header) with a valid checksum."
+    buf = io.BytesIO(); Image.new("RGB", (1, 1)).save(buf, "PNG"); b = bytearray(buf.getvalue())
+    b[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    b[29:33] = zlib.crc32(bytes(b[12:29])).to_bytes(4, "big")
+    return bytes(b)
+
+# %% ../nbs/00_core.ipynb #e75e5289
+def write_bad_images(folder:str|Path, # where to write the fixtures
+                    )->dict[str, str]:
+    "Write one file per bad or odd image kind; returns kind → file name (odd kinds must load, bad ones must fail)."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    def save(name, im, **kw): im.save(folder/name, **kw); return name
+    def encoded(im, fmt): buf = io.BytesIO(); im.save(buf, fmt); return buf.getvalue()
+    rgb = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    jpg = encoded(rgb, "JPEG")
+    files = {"zero_bytes": "zero.jpg", "not_an_image": "notes.jpg", "truncated": "truncated.jpg", "corrupt": "corrupt.png",
+             "decompression_bomb": "bomb.png"}
+    (folder/"zero.jpg").write_bytes(b"")
+    (folder/"notes.jpg").write_bytes(b"<html><body>404 Not Found</body></html>")
+    (folder/"truncated.jpg").write_bytes(jpg[: len(jpg) // 2])
+    png = bytearray(encoded(rgb, "PNG")); png[60:200] = bytes(140); (folder/"corrupt.png").write_bytes(bytes(png))
+    (folder/"bomb.png").write_bytes(_png_with_size(40_000, 40_000))
+    files |= {"cmyk": save("cmyk.jpg", rgb.convert("CMYK"), format="JPEG"),
+              "rgba": save("rgba.png", Image.fromarray(np.dstack([np.asarray(rgb), np.full((40, 60), 128, np.uint8)]), "RGBA")),
+              "palette_transparent": save("palette.gif", rgb.convert("P"), transparency=0),
+              "grey16": save("grey16.png", Image.fromarray(rng.integers(0, 65535, (40, 60), dtype=np.uint16))),
+              "greyscale": save("grey.png", rgb.convert("L"))}
+    return files
 
 # %% ../nbs/00_core.ipynb #2fcab2ba
 @dataclass(kw_only=True)
@@ -311,20 +441,141 @@ class RecordStore:
     def __repr__(self): return f"RecordStore({str(self.root)!r}, key={self.key})"
 
 # %% ../nbs/00_core.ipynb #0f08ed65
+def _flag_type(kind:str)->Callable:
+    "The argparse type of a field from its annotation text (`from __future__ import annotations` keeps it as text)."
+    if kind.startswith("tuple"): 
+        item = str if "str" in kind else float
+        return lambda v: tuple(item(x) for x in v.split(",") if x != "")
+    return int if kind.startswith("int") else float if kind.startswith("float") else str
+
 def add_config_flags(parser:argparse.ArgumentParser, # the command's parser
                      config_cls:type, # a dataclass of settings, fields documented by trailing comments
                      defaults:bool=True, # give each flag its field's default (False: only flags given are returned)
+                     title:str|None=None, # put the flags in a help group with this title
                     )->argparse.ArgumentParser:
-    "One flag per field: bools as `--x/--no-x`, tuples comma-separated, the field's comment and default as help."
+    "One flag per field (bools as `--x/--no-x`, tuples comma-separated, help from the field's comment); flags already defined are shared."
     from fastcore.docments import docments
-    helps = docments(config_cls)
+    helps, group = docments(config_cls), parser.add_argument_group(title) if title else parser
     for f in dataclasses.fields(config_cls):
-        h = f"{helps.get(f.name) or ''} (default: {f.default})".replace("%", "%%")  # argparse formats help with %
-        kw = dict(default=f.default) if defaults else {}
-        if isinstance(f.default, bool): parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, help=h, **kw)
-        elif isinstance(f.default, tuple):
-            parser.add_argument(f"--{f.name}", type=lambda v: tuple(float(x) for x in v.split(",")), help=h + ", comma-separated", **kw)
-        else:
-            kind = str(f.type)  # `from __future__ import annotations` keeps annotations as text
-            parser.add_argument(f"--{f.name}", type=int if kind.startswith("int") else float if kind.startswith("float") else str, help=h, **kw)
+        if f"--{f.name}" in parser._option_string_actions: continue  # a setting shared with an earlier group
+        kind = f.type if isinstance(f.type, str) else f.type.__name__ if isinstance(f.type, type) else str(f.type)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        h = f"{helps.get(f.name) or ''} (default: {default})".replace("%", "%%")  # argparse formats help with %
+        kw = dict(default=default) if defaults else {}
+        if "choices" in f.metadata: kw["choices"] = f.metadata["choices"]
+        if isinstance(default, bool): group.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, help=h, **kw)
+        elif kind.startswith("tuple"): group.add_argument(f"--{f.name}", type=_flag_type(kind), help=h + ", comma-separated", **kw)
+        else: group.add_argument(f"--{f.name}", type=_flag_type(kind), help=h, **kw)
     return parser
+
+# %% ../nbs/00_core.ipynb #35aa5764
+def config_from_args(config_cls:type, # a settings dataclass
+                     args:argparse.Namespace, # parsed flags (may hold other commands' or groups' flags too)
+                    ):
+    "Build `config_cls` from the parsed flags named like its fields."
+    return config_cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if hasattr(args, f.name)})
+
+# %% ../nbs/00_core.ipynb #859bcb20
+class CommandParser(argparse.ArgumentParser):
+    "An argument parser whose usage errors are one line naming the flag, like every other user error."
+    def error(self, message:str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+# %% ../nbs/00_core.ipynb #5e314741
+_progress:dict = {}
+
+def report_progress(text:str, # how far the run got, e.g. '1,200 of 5,000 images captioned'
+                   ):
+    "Note how far this run has got: an interrupted command prints it."
+    _progress["text"] = text
+
+# %% ../nbs/00_core.ipynb #f9deb5aa
+class Interrupted(KeyboardInterrupt):
+    "SIGTERM turned into an exception where the program is, so it unwinds (closing files, releasing locks) like Ctrl-C."
+    def __init__(self, signum:int): self.signum = signum; super().__init__(signal.Signals(signum).name)
+
+def _raise_interrupted(signum, frame): raise Interrupted(signum)
+
+# %% ../nbs/00_core.ipynb #1f1727f2
+USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+def _one_line(e:BaseException)->str:
+    "An exception's message on one line (an OSError as 'reason: path')."
+    msg = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.filename else str(e) or type(e).__name__
+    return " ".join(msg.split())
+
+def _summary_line(result:dict)->str:
+    "The result's short scalar fields as `k=v, …`."
+    items = [f"{k}={v}" for k, v in result.items() if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) <= 80)]
+    return "done: " + ", ".join(items)
+
+# %% ../nbs/00_core.ipynb #e2701692
+def run_command(parser:argparse.ArgumentParser, # the command's flags, e.g. a `CommandParser` with `add_config_flags`
+                run:Callable, # parsed flags → a JSON-able dict of results
+                argv:Sequence[str]|None=None, # default: `sys.argv[1:]`
+                describe:Callable|None=None, # result → the human summary line (default: its short scalar fields)
+               )->int:
+    "Run a command under the shared contract; returns its exit status (0 done, 1 bug, 2 user error, 130/143 interrupted)."
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error too")
+    prog, argv = parser.prog, list(sys.argv[1:] if argv is None else argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread: old = signal.signal(signal.SIGTERM, _raise_interrupted)
+    _progress.clear()
+    try:
+        result = run(parser.parse_args(argv))
+    except KeyboardInterrupt as e:
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        done = _progress.get("text")
+        print(f"{prog}: interrupted by {signal.Signals(signum).name}{f' after {done}' if done else ''}; "
+              f"nothing finished is lost: rerun the same command to resume", file=sys.stderr, flush=True)
+        return 128 + signum
+    except USER_ERRORS as e:
+        if "--debug" in argv: traceback.print_exc()
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr, flush=True)
+        return 2
+    except Exception as e:
+        traceback.print_exc()
+        print(f"{prog}: internal error ({type(e).__name__}), a bug: please report it with the traceback above", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if main_thread: signal.signal(signal.SIGTERM, old)
+    print(f"{prog}: {describe(result) if describe else _summary_line(result)}")
+    print(json.dumps(result, default=str, ensure_ascii=False), flush=True)
+    return 0
+
+# %% ../nbs/00_core.ipynb #48b52146
+PLUGIN_GROUP = "role_synthclip.plugins"
+_plugins_loaded:list = []
+
+def load_plugins()->list[str]:
+    "Import every module of the `role_synthclip.plugins` entry-point group (once per process); returns their names."
+    if not _plugins_loaded:
+        _plugins_loaded.append(None)  # before importing: a plugin that looks a name up must not load plugins again
+        for ep in entry_points(group=PLUGIN_GROUP):
+            try: ep.load(); _plugins_loaded.append(ep.name)
+            except Exception as e: warnings.warn(f"plug-in {ep.name!r} ({ep.value}) failed to load and is skipped: {type(e).__name__}: {e}")
+    return _plugins_loaded[1:]
+
+# %% ../nbs/00_core.ipynb #57091347
+class Registry:
+    "Named plug-ins of one kind (caption engines, judges, benchmarks), owned by the stage that looks them up."
+    def __init__(self, kind:str, # what the plug-ins are, for messages: 'caption engine', 'benchmark' …
+                ): self.kind, self._items, self._info = kind, {}, {}
+
+    def register(self, name:str, # the name users give on the command line
+                 obj=None, # the plug-in (usually a factory); omit to use `register` as a decorator
+                 **info, # what the stage needs besides it, e.g. `options=` a settings dataclass
+                ):
+        "Register `obj` under `name` (a later registration replaces an earlier one)."
+        def add(o): self._items[name], self._info[name] = o, info; return o
+        return add if obj is None else add(obj)
+
+    def __contains__(self, name:str)->bool:
+        if name not in self._items: load_plugins()
+        return name in self._items
+    def __getitem__(self, name:str):
+        if name not in self: raise UserError(f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}")
+        return self._items[name]
+    def info(self, name:str)->dict: self[name]; return self._info[name]
+    def names(self)->list[str]: load_plugins(); return sorted(self._items)
+    def __repr__(self): return f"Registry({self.kind!r}: {', '.join(sorted(self._items))})"

@@ -5,15 +5,17 @@
 # %% ../nbs/01_roles.ipynb #6c172dd8
 from __future__ import annotations
 import json, re
-from dataclasses import dataclass, field, fields
+from typing import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
-from .core import text_hash
+from .core import UserError, atomic_write_json, file_lock, text_hash
 
 # %% auto #0
-__all__ = ['ROLES', 'EXPERT_ROLES', 'Role', 'load_roles', 'get_roles', 'build_messages']
+__all__ = ['ROLES', 'EXPERT_ROLES', 'ROLES_FILE', 'Role', 'load_roles', 'get_roles', 'resolve_roles', 'save_store_roles',
+           'store_roles', 'build_messages']
 
 # %% ../nbs/01_roles.ipynb #b30367c8
 @dataclass(frozen=True)
@@ -91,19 +93,19 @@ _ROLE_FIELDS = {f.name: f for f in fields(Role)}
 def _role_from_dict(path:Path, key:str, d)->Role:
     "Validate one role's fields; errors name the file, role and field."
     where = f"{path}: role {key!r}"
-    if not isinstance(d, dict): raise ValueError(f"{where}: expected a mapping of fields, got {type(d).__name__}")
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", key): raise ValueError(f"{where}: key must be lowercase letters, digits and '_', starting with a letter")
+    if not isinstance(d, dict): raise UserError(f"{where}: expected a mapping of fields, got {type(d).__name__}")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", key): raise UserError(f"{where}: key must be lowercase letters, digits and '_', starting with a letter")
     unknown = sorted(set(d) - set(_ROLE_FIELDS) - {"key"})
-    if unknown: raise ValueError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(set(_ROLE_FIELDS) - {'key'})}")
-    if "key" in d and d["key"] != key: raise ValueError(f"{where}: field 'key' is {d['key']!r} but the role is listed as {key!r}")
+    if unknown: raise UserError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(set(_ROLE_FIELDS) - {'key'})}")
+    if "key" in d and d["key"] != key: raise UserError(f"{where}: field 'key' is {d['key']!r} but the role is listed as {key!r}")
     for name in ("name", "focus"):
-        if not isinstance(d.get(name), str) or not d[name].strip(): raise ValueError(f"{where}: field {name!r} is required and must be non-empty text")
-    if "length" in d and (not isinstance(d["length"], str) or not d["length"].strip()): raise ValueError(f"{where}: field 'length' must be non-empty text")
+        if not isinstance(d.get(name), str) or not d[name].strip(): raise UserError(f"{where}: field {name!r} is required and must be non-empty text")
+    if "length" in d and (not isinstance(d["length"], str) or not d["length"].strip()): raise UserError(f"{where}: field 'length' must be non-empty text")
     out = {}
     for name in ("include", "avoid"):
         v = d.get(name, [])
         if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in v):
-            raise ValueError(f"{where}: field {name!r} must be a list of non-empty strings, got {v!r}")
+            raise UserError(f"{where}: field {name!r} must be a list of non-empty strings, got {v!r}")
         out[name] = tuple(v)
     return Role(key=key, name=d["name"].strip(), focus=d["focus"].strip(), length=d.get("length", Role.length).strip(), **out)
 
@@ -115,11 +117,11 @@ def load_roles(path:str|Path, # a YAML (.yaml/.yml) or JSON file mapping role ke
     if not path.exists(): raise FileNotFoundError(f"role file not found: {path}")
     text = path.read_text(encoding="utf-8")
     try: data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e: raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
+    except (json.JSONDecodeError, yaml.YAMLError) as e: raise UserError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
     if isinstance(data, list):  # also accept a list of roles, each with its `key`
-        if not all(isinstance(d, dict) and "key" in d for d in data): raise ValueError(f"{path}: a list of roles needs a 'key' field in every entry")
+        if not all(isinstance(d, dict) and "key" in d for d in data): raise UserError(f"{path}: a list of roles needs a 'key' field in every entry")
         data = {d["key"]: d for d in data}
-    if not isinstance(data, dict) or not data: raise ValueError(f"{path}: expected a non-empty mapping of role key -> fields")
+    if not isinstance(data, dict) or not data: raise UserError(f"{path}: expected a non-empty mapping of role key -> fields")
     return {str(k): _role_from_dict(path, str(k), v) for k, v in data.items()}
 
 # %% ../nbs/01_roles.ipynb #d4a8ea19
@@ -132,9 +134,44 @@ def get_roles(keys:str|list[str]|None=None, # role keys (list or comma-separated
     if keys is None: keys = list(custom) if custom else list(EXPERT_ROLES)
     if isinstance(keys, str): keys = [k.strip() for k in keys.split(",") if k.strip()]
     unknown = [k for k in keys if k not in available]
-    if unknown: raise KeyError(f"unknown role(s) {unknown}; available: {sorted(available)}" + (f" (built-in plus {path})" if path else ""))
-    if len(set(keys)) != len(keys): raise ValueError(f"a role is listed twice in {keys}")
+    if unknown: raise UserError(f"unknown role(s) {unknown}; available: {sorted(available)}" + (f" (built-in plus {path})" if path else ""))
+    if len(set(keys)) != len(keys): raise UserError(f"a role is listed twice in {keys}")
     return [available[k] for k in keys]
+
+# %% ../nbs/01_roles.ipynb #2cc340fe
+def resolve_roles(spec:str|None=None, # a role file (.yaml/.yml/.json), or comma-separated role keys; default: the five experts
+                 )->list[Role]:
+    "The roles a command line names: every role of a role file, or built-in roles by key."
+    if spec and Path(spec).suffix in (".yaml", ".yml", ".json"): return get_roles(path=spec)
+    return get_roles(spec)
+
+# %% ../nbs/01_roles.ipynb #13198ec8
+ROLES_FILE = "roles.json"
+
+def save_store_roles(store:str|Path, # a caption store's folder
+                     roles:Sequence[Role], # the roles its captions are (being) made from
+                    )->Path:
+    "Record `roles` in the store's `roles.json`, merged with those already there (safe with concurrent writers)."
+    store = Path(store)
+    with file_lock(store/f".{ROLES_FILE}.lock"):
+        known = store_roles(store, builtin=False)
+        known.update({r.prompt_id: r for r in roles})
+        return atomic_write_json(store/ROLES_FILE, {pid: asdict(r) for pid, r in sorted(known.items())})
+
+# %% ../nbs/01_roles.ipynb #27e2a476
+def store_roles(store:str|Path, # a caption store's folder
+                builtin:bool=True, # also match the built-in roles (stores written before roles travelled)
+               )->dict[str, Role]:
+    "The roles a store's captions were made from, by `prompt_id`; a damaged `roles.json` is named, not trusted."
+    path, out = Path(store)/ROLES_FILE, {r.prompt_id: r for r in ROLES.values()} if builtin else {}
+    if not path.exists(): return out
+    try: data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise UserError(f"{path}: not valid JSON ({e}); restore it or rerun rsc-caption on this store") from None
+    for pid, d in data.items():
+        role = _role_from_dict(path, d.get("key", "?"), d)
+        if role.prompt_id != pid: raise UserError(f"{path}: role {role.key!r} is recorded under prompt_id {pid} but its text hashes to {role.prompt_id}; the file was edited by hand")
+        out[pid] = role
+    return out
 
 # %% ../nbs/01_roles.ipynb #34811ea5
 def build_messages(role:Role, # the perspective to take
