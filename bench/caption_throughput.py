@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from role_synthclip.captioner_hf import (VisionCounter, build_qwen_processor, build_tiny_qwen25vl, load_vlm,
+from role_synthclip.captioner_hf import (Decoding, VisionCounter, build_qwen_processor, build_tiny_qwen25vl, load_vlm,
                                          naive_generate, qwen25vl_config, shared_prefix_generate, split_prompt)
 from role_synthclip.roles import build_messages, get_roles
 
@@ -72,7 +72,7 @@ def measure(method, model, processor, images, roles):
     for _ in range(REPEATS):  # best of REPEATS (CPU timings on a shared machine are noisy)
         with VisionCounter(model) as count:
             sync(); t = time.time()
-            out = fn(model, processor, images, rows, max_new_tokens=NEW, min_new_tokens=NEW)
+            out = fn(model, processor, images, rows, Decoding(max_new_tokens=NEW, min_new_tokens=NEW))
             sync(); times.append(time.time() - t)
     dt = min(times)
     t = time.time()  # the CPU preprocessing inside the timed call, measured alone (the anchor fed ready tensors)
@@ -101,7 +101,7 @@ def main():
     pool = [Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)) for _ in range(max(max(v) for v in SIZES.values()))]
     for method in ("naive", "shared"):  # warm-up: kernels, allocator
         fn = shared_prefix_generate if method == "shared" else naive_generate
-        fn(model, processor, pool[:2], [(i, r) for i in range(2) for r in roles], max_new_tokens=2, min_new_tokens=2)
+        fn(model, processor, pool[:2], [(i, r) for i in range(2) for r in roles], Decoding(max_new_tokens=2, min_new_tokens=2))
     plan = sorted([(n, m) for m, sizes in SIZES.items() for n in sizes])  # smallest batches first, methods side by side
     last = {}
     for n, method in plan:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #b67465c0
 from __future__ import annotations
-import argparse, atexit, contextlib, dataclasses, datetime as dt, fcntl, hashlib, io, json, os, random, shutil, signal, socket, sys
+import argparse, atexit, contextlib, dataclasses, datetime as dt, fcntl, hashlib, io, json, os, random, re, shutil, signal, socket, sys
 import tarfile, tempfile, threading, time, traceback, warnings, zlib
 from dataclasses import dataclass, field, asdict
 from importlib.metadata import entry_points
@@ -13,15 +13,17 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa, pyarrow.parquet as pq
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'USER_ERRORS', 'PLUGIN_GROUP', 'UserError', 'set_seed', 'get_device', 'utcnow',
-           'make_run_dir', 'scratch_dir', 'atomic_write_bytes', 'atomic_write_text', 'atomic_write_json',
-           'atomic_write_parquet', 'file_lock', 'text_hash', 'read_image_bytes', 'image_exists', 'BadImageError',
-           'to_rgb', 'load_image', 'write_bad_images', 'CaptionRecord', 'JudgmentRecord', 'FilteredRecord',
-           'default_shard_name', 'read_jsonl', 'dedupe_records', 'RecordStore', 'add_config_flags', 'config_from_args',
-           'CommandParser', 'report_progress', 'Interrupted', 'run_command', 'load_plugins', 'Registry']
+__all__ = ['MAX_IMAGE_PIXELS', 'IMAGE_EXTENSIONS', 'RECORD_ARROW_TYPES', 'USER_ERRORS', 'PLUGIN_GROUP', 'UserError', 'set_seed',
+           'get_device', 'utcnow', 'make_run_dir', 'scratch_dir', 'atomic_write_bytes', 'atomic_write_text',
+           'atomic_write_json', 'atomic_write_parquet', 'file_lock', 'text_hash', 'fs_text', 'fs_path',
+           'read_image_bytes', 'image_exists', 'BadImageError', 'to_rgb', 'load_image', 'write_bad_images',
+           'CaptionRecord', 'JudgmentRecord', 'FilteredRecord', 'default_shard_name', 'read_jsonl', 'dedupe_records',
+           'RecordStore', 'add_config_flags', 'config_from_args', 'CommandParser', 'report_progress', 'Interrupted',
+           'run_command', 'load_plugins', 'Registry']
 
 # %% ../nbs/00_core.ipynb #df1fb194
 class UserError(ValueError):
@@ -134,6 +136,38 @@ def text_hash(text:str, # any text, e.g. a role's prompt
     "A short, stable SHA-256 hex digest of `text`: the `prompt_id` of a prompt, the `image_id` of bytes."
     return hashlib.sha256(text.encode("utf-8") if isinstance(text, str) else text).hexdigest()[:n]
 
+# %% ../nbs/00_core.ipynb #75086b0f
+_ESCAPE = re.compile(r"\\(\\|x[89a-f][0-9a-f]|ud[89a-f][0-9a-f]{2})")
+
+def _has_surrogates(s:str)->bool: return any("\ud800" <= c <= "\udfff" for c in s)
+
+def _escape(s:str)->str:
+    "Text made valid UTF-8, reversibly: `\\` → `\\\\`, a byte's lone surrogate → `\\xHH`, any other → `\\uXXXX`."
+    def one(c):
+        if c == "\\": return "\\\\"
+        return f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else f"\\u{ord(c):04x}"
+    return "".join(one(c) if c == "\\" or "\ud800" <= c <= "\udfff" else c for c in s)
+
+def _unescape(t:str)->str:
+    "The inverse of `_escape`."
+    def one(m):
+        e = m.group(1)
+        return "\\" if e == "\\" else chr(0xDC00 + int(e[1:], 16)) if e[0] == "x" else chr(int(e[1:], 16))
+    return _ESCAPE.sub(one, t) if "\\" in t else t
+
+# %% ../nbs/00_core.ipynb #aba7ebec
+def fs_text(path:str|bytes|os.PathLike, # a file path as the OS gives it (may hold bytes that are not UTF-8)
+           )->str:
+    "The text a record stores for `path`: valid UTF-8, unchanged for ordinary names, undone by `fs_path`."
+    s = os.fsdecode(path)
+    return _escape(s) if "\\" in s or _has_surrogates(s) else s
+
+# %% ../nbs/00_core.ipynb #354921f7
+def fs_path(text:str, # what `fs_text` produced
+           )->Path:
+    "The real path `fs_text` stored as `text` (a name that is not UTF-8 comes back as its original bytes)."
+    return Path(_unescape(text))
+
 # %% ../nbs/00_core.ipynb #e22f78ac
 _open_tars:dict = {}
 
@@ -143,22 +177,31 @@ def _tar(shard:str)->tarfile.TarFile:
     if key not in _open_tars: _open_tars[key] = tarfile.open(shard)
     return _open_tars[key]
 
+def _os_ref(ref:str|Path)->str:
+    "An image reference as the OS names it: `fs_text` escapes undone (a raw name that exists as written is kept)."
+    s = os.fsdecode(ref)
+    if "\\" not in s or _has_surrogates(s): return s
+    u = _unescape(s)
+    if not os.path.lexists(u.partition("::")[0]) and os.path.lexists(s.partition("::")[0]): return s
+    return u
+
 # %% ../nbs/00_core.ipynb #60acc367
-def read_image_bytes(ref:str|Path, # a file path, or `shard.tar::member`
+def read_image_bytes(ref:str|Path, # a file path, or `shard.tar::member`; raw or as `fs_text` wrote it
                     )->bytes:
     "The encoded bytes an image reference points at; `FileNotFoundError` when there is no such file or member."
-    shard, sep, member = str(ref).partition("::")
+    ref = _os_ref(ref)
+    shard, sep, member = ref.partition("::")
     if not sep: return Path(ref).read_bytes()
     try: f = _tar(shard).extractfile(member)
     except KeyError: f = None
-    if f is None: raise FileNotFoundError(f"{ref}: {shard} has no member {member!r}")
+    if f is None: raise FileNotFoundError(f"{fs_text(ref)}: {fs_text(shard)} has no member {fs_text(member)!r}")
     return f.read()
 
 # %% ../nbs/00_core.ipynb #e3eaa172
 def image_exists(ref:str|Path)->bool:
-    "Whether an image reference (a file path, or `shard.tar::member`) points at a file or tar member."
-    shard, sep, member = str(ref).partition("::")
-    if not sep: return Path(ref).is_file()
+    "Whether an image reference (a file path, or `shard.tar::member`; raw or `fs_text`) points at a file or tar member."
+    shard, sep, member = _os_ref(ref).partition("::")
+    if not sep: return Path(shard).is_file()
     if not Path(shard).is_file(): return False
     try: return _tar(shard).getmember(member).isfile()
     except KeyError: return False
@@ -215,14 +258,14 @@ def _decode(data:bytes, max_pixels:int)->Image.Image:
         raise BadImageError(f"{'truncated' if 'truncated' in str(e) else 'corrupt'} image: {type(e).__name__}: {e}") from None
 
 # %% ../nbs/00_core.ipynb #4022a46d
-def load_image(source:str|Path|bytes, # a file path, `shard.tar::member`, or the encoded bytes
+def load_image(source:str|Path|bytes, # a file path, `shard.tar::member` (raw or `fs_text`), or the encoded bytes
                max_pixels:int=MAX_IMAGE_PIXELS, # refuse larger images (decompression bombs)
               )->Image.Image:
     "Decode an image to RGB, or raise `BadImageError` naming the file and the reason."
     if isinstance(source, (bytes, bytearray)): return _decode(bytes(source), max_pixels)
-    if not image_exists(source): raise BadImageError("file not found", str(source))
+    if not image_exists(source): raise BadImageError("file not found", fs_text(_os_ref(source)))
     try: return _decode(read_image_bytes(source), max_pixels)
-    except BadImageError as e: raise BadImageError(e.reason, str(source)) from None
+    except BadImageError as e: raise BadImageError(e.reason, fs_text(_os_ref(source))) from None
 
 # %% ../nbs/00_core.ipynb #f576e8a0
 def _png_with_size(width:int, height:int)->bytes:
@@ -314,15 +357,19 @@ def default_shard_name()->str:
 # %% ../nbs/00_core.ipynb #44525b1b
 def read_jsonl(path:str|Path, # a JSONL file
               )->list[dict]:
-    "Read a JSONL file, skipping (with a warning naming the file and line) lines that do not parse."
+    "Read a JSONL file, skipping (with a warning naming the file and line) lines that are not UTF-8 JSON objects."
     out, path = [], Path(path)
     with open(path, "rb") as f: lines = f.read().split(b"\n")
     for i, line in enumerate(lines, 1):
         if not line.strip(): continue
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError:
-            torn = i == len(lines)  # no newline after it: the write was cut
-            warnings.warn(f"{path}:{i}: skipped {'a torn last line' if torn else 'a corrupt line'} ({len(line)} bytes); its work will be redone")
+        try: rec = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as e: why = f"not UTF-8 at byte {e.start}"
+        except json.JSONDecodeError as e: why = f"not JSON: {e.msg}"
+        else:
+            if isinstance(rec, dict): out.append(rec); continue
+            why = f"a JSON {type(rec).__name__}, not an object"
+        kind = "a torn last line" if i == len(lines) else "a corrupt line"  # no newline after it: the write was cut
+        warnings.warn(f"{fs_text(path)}:{i}: skipped {kind} ({len(line)} bytes, {why}); its work will be redone")
     return out
 
 # %% ../nbs/00_core.ipynb #9d6bca39
@@ -330,6 +377,11 @@ def _encode(rec)->dict:
     "A record (dataclass or dict) as a flat dict with nested values JSON-encoded."
     d = rec.to_dict() if hasattr(rec, "to_dict") else dict(rec)
     return {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v) for k, v in d.items()}
+
+def _json_line(d:dict)->bytes:
+    "One JSONL line, UTF-8; a line holding lone surrogates (which UTF-8 cannot encode) is written with `\\u` escapes."
+    try: return json.dumps(d, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError: return json.dumps(d, ensure_ascii=True, default=str).encode("ascii")
 
 # %% ../nbs/00_core.ipynb #e7b93569
 def dedupe_records(df:pd.DataFrame, # records, oldest first
@@ -345,6 +397,111 @@ def dedupe_records(df:pd.DataFrame, # records, oldest first
     last = df.iloc[order].drop_duplicates(list(key), keep="last").index
     return df.loc[sorted(last)].reset_index(drop=True)
 
+# %% ../nbs/00_core.ipynb #aab99633
+_ARROW_OF = {"str": pa.string(), "dict": pa.string(), "list": pa.string(), "bool": pa.bool_(), "float": pa.float64(),
+             "int": pa.int64()}
+RECORD_ARROW_TYPES = {f.name: _ARROW_OF[getattr(f.type, "__name__", None) or re.split(r"\s*\|\s*", str(f.type))[0]]
+                      for f in dataclasses.fields(FilteredRecord)}  # the one schema of every store's record fields
+
+_ESCAPED_KEY = b"role_synthclip.escaped"
+
+def _column(s:pd.Series, kind:pa.DataType|None)->pa.Array:
+    "One column as Arrow: the record field's type when it has one, else its values' type (string when all null)."
+    if kind is not None:
+        try: return pa.array(s, type=kind, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            warnings.warn(f"store column {s.name!r} does not fit its record type {kind} ({e}); "
+                          "stored with its values' type")
+    a = pa.array(s, from_pandas=True)
+    return a.cast(pa.string()) if pa.types.is_null(a.type) else a
+
+def _to_arrow(df:pd.DataFrame)->pa.Table:
+    "Records as an Arrow table of the store's schema; strings with lone surrogates escaped, listed in the metadata."
+    names = [c for c in RECORD_ARROW_TYPES if c in df.columns] + [c for c in df.columns if c not in RECORD_ARROW_TYPES]
+    arrays, escaped = [], {}
+    for name in names:
+        col = df[name].reset_index(drop=True)
+        try: arrays.append(_column(col, RECORD_ARROW_TYPES.get(name))); continue
+        except UnicodeEncodeError: pass
+        rows = [i for i, v in enumerate(col) if isinstance(v, str) and _has_surrogates(v)]
+        col = col.astype(object); col.iloc[rows] = [_escape(col.iloc[i]) for i in rows]
+        arrays.append(_column(col, RECORD_ARROW_TYPES.get(name))); escaped[name] = rows
+    meta = {_ESCAPED_KEY: json.dumps(escaped).encode()} if escaped else None
+    return pa.Table.from_arrays(arrays, names=[str(n) for n in names], metadata=meta)
+
+# %% ../nbs/00_core.ipynb #fdad068a
+def _put_back(df:pd.DataFrame, cells:dict)->pd.DataFrame:
+    "Put strings pandas' Arrow-backed text cannot hold (`{column: {row: text}}`) into object columns of `df`."
+    for name, rows in cells.items():
+        col = df[name].astype(object); col.iloc[list(rows)] = list(rows.values()); df[name] = col
+    return df
+
+def _from_arrow(table:pa.Table)->pd.DataFrame:
+    "A store table as a DataFrame, with the strings `_to_arrow` escaped given back."
+    df = table.to_pandas()
+    escaped = json.loads((table.schema.metadata or {}).get(_ESCAPED_KEY, b"{}"))
+    return _put_back(df, {c: {i: _unescape(df[c].iloc[i]) for i in rows} for c, rows in escaped.items()})
+
+def _rows_frame(rows:list[dict])->pd.DataFrame:
+    "JSONL rows as a DataFrame; strings with lone surrogates kept exactly, in object columns."
+    try: return pd.DataFrame(rows)
+    except UnicodeEncodeError: pass
+    cells = {}
+    for i, r in enumerate(rows):
+        for k, v in r.items():
+            if isinstance(v, str) and _has_surrogates(v): cells.setdefault(k, {})[i] = v
+    clean = [{k: _escape(v) if i in cells.get(k, ()) else v for k, v in r.items()} for i, r in enumerate(rows)]
+    return _put_back(pd.DataFrame(clean), cells)
+
+# %% ../nbs/00_core.ipynb #4707bb67
+@contextlib.contextmanager
+def _store_lock(path:Path, # the store's lock file
+                shared:bool=False, # readers and opening writers share it; a consolidation holds it alone
+                create:bool=True, # create the file if missing (a reader does not: reading changes nothing on disk)
+               ):
+    "Hold the store-wide `flock` for the `with` block; with no lock file and `create=False`, hold nothing."
+    try: fd = os.open(path, os.O_RDONLY | (os.O_CREAT if create else 0), 0o666)
+    except FileNotFoundError:
+        if create: raise
+        yield; return  # no writer has opened this store yet: nothing to wait for
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally: os.close(fd)
+
+def _read_sums(path:Path)->dict|None:
+    "The checksums a store lists (`{sha256: {bytes, rows}}`), or `None` for a store written before them."
+    if not path.exists(): return None
+    try: return dict(json.loads(path.read_text(encoding="utf-8"))["sha256"])
+    except (ValueError, KeyError, TypeError) as e:
+        warnings.warn(f"{fs_text(path)}: unreadable ({type(e).__name__}: {e}); Parquet is checked by Arrow alone")
+        return None
+
+def _read_generation(path:Path, # a Parquet generation of a store
+                     sums:dict|None, # the store's checksums (`None`: not checked)
+                    )->tuple:
+    "Read and check one Parquet generation: `(frame, sha256, None)`, or `(None, sha256, what is wrong)`."
+    data = path.read_bytes(); sha = hashlib.sha256(data).hexdigest()
+    try: df = _from_arrow(pq.read_table(pa.BufferReader(data)))
+    except (pa.ArrowException, OSError, ValueError) as e: return None, sha, f"{type(e).__name__}: {e}"
+    if sums is not None and sha not in sums:
+        return None, sha, f"its SHA-256 {sha[:12]}… ({len(data):,} bytes) is not one this store wrote"
+    return df, sha, None
+
+def _link(src:Path, dst:Path):
+    "Make `dst` a copy of `src` atomically (a hard link where the file system has them)."
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try: os.link(src, tmp)
+    except OSError: shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+def _fsync_dir(path:Path):
+    "Make the renames in a folder durable."
+    fd = os.open(path, os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
 # %% ../nbs/00_core.ipynb #a9b00eb4
 class RecordStore:
     "Append-only, sharded, resumable store of records (captions, judgments, filter decisions)."
@@ -356,6 +513,8 @@ class RecordStore:
         self.shard_dir = self.root/"shards"
         self.shard_name = shard or default_shard_name()
         self._fh = None
+        self._prev, self._sums = self.root/"records.prev.parquet", self.root/"checksums.json"
+        self._merged, self._lock = self.root/"merged", self.root/".store.lock"
 
     @property
     def parquet_path(self)->Path: return self.root/"records.parquet"
@@ -364,14 +523,20 @@ class RecordStore:
 
     def _open(self):
         self.shard_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(self.shard_path, "a+b")
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with _store_lock(self._lock, shared=True):  # no consolidation takes the shard between its creation and its lock
+            fh = open(self.shard_path, "a+b")
+            try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                raise UserError(f"{fs_text(self.shard_path)} is being written by another writer; give each writer "
+                                "its own shard name (the default is unique per process)") from None
         fh.seek(0, os.SEEK_END); size = fh.tell()
         if size:  # cut a torn tail left by a killed writer of the same name
             fh.seek(max(0, size - 1)); last = fh.read(1)
             if last != b"\n":
                 fh.seek(0); data = fh.read(); cut = data.rfind(b"\n") + 1
-                warnings.warn(f"{self.shard_path}: cut a torn last line ({size - cut} bytes); its work will be redone")
+                warnings.warn(f"{fs_text(self.shard_path)}: cut a torn last line ({size - cut} bytes); "
+                              "its work will be redone")
                 fh.truncate(cut)
         fh.seek(0, os.SEEK_END)
         self._fh = fh
@@ -380,12 +545,10 @@ class RecordStore:
                fsync:bool=True, # force to disk before returning (a crash then loses nothing appended)
               )->int:
         "Append records to this writer's shard in one write; returns how many."
-        lines = [json.dumps(_encode(r), ensure_ascii=False, default=str) for r in records]
+        lines = [_json_line(_encode(r)) for r in records]
         if not lines: return 0
-        for l in lines:
-            if "\n" in l: raise ValueError("a record serialised to more than one line")  # json never does
         if self._fh is None: self._open()
-        self._fh.write(("\n".join(lines) + "\n").encode("utf-8")); self._fh.flush()
+        self._fh.write(b"".join(l + b"\n" for l in lines)); self._fh.flush()
         if fsync: os.fsync(self._fh.fileno())
         return len(lines)
 
@@ -397,20 +560,75 @@ class RecordStore:
 
     def shard_files(self)->list[Path]: return sorted(self.shard_dir.glob("*.jsonl")) if self.shard_dir.exists() else []
 
-    def _frame(self, shards:Sequence[Path])->pd.DataFrame:
-        frames = [pd.read_parquet(self.parquet_path)] if self.parquet_path.exists() else []
-        rows = [r for p in shards for r in read_jsonl(p)]
-        if rows: frames.append(pd.DataFrame(rows))
-        frames = [f for f in frames if len(f)]
+    def _concat(self, frames:Sequence)->pd.DataFrame:
+        frames = [f for f in frames if f is not None and len(f)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(self.key))
+
+    def _rows(self, shards:Sequence[Path])->pd.DataFrame|None:
+        rows = []
+        for p in shards:
+            try: rows += read_jsonl(p)
+            except FileNotFoundError: continue  # moved by a consolidation since listed: the Parquet read after holds it
+        return _rows_frame(rows) if rows else None
+
+    def _current(self)->tuple:
+        "The consolidated records, checked: `(frame or None, sha256, None)`, or `(None, sha256, what is wrong)`."
+        if self.parquet_path.exists(): return _read_generation(self.parquet_path, _read_sums(self._sums))
+        if self._prev.exists():
+            warnings.warn(f"{fs_text(self.parquet_path)} is missing (removed by hand?): reading the shards only; "
+                          f"the next consolidation removes the older {self._prev.name} and {self._merged.name}/")
+        return None, None, None
+
+    def _install(self, df:pd.DataFrame, sums:dict, rotate:bool=False, aside:Path|None=None)->str:
+        "Make `df` the new `records.parquet`: written beside, read back, listed in the checksums, then renamed in."
+        buf = pa.BufferOutputStream(); pq.write_table(_to_arrow(df), buf); data = buf.getvalue().to_pybytes()
+        sha = hashlib.sha256(data).hexdigest()
+        tmp = self.root/f".records.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f: f.write(data); f.flush(); os.fsync(f.fileno())
+        if hashlib.sha256(tmp.read_bytes()).hexdigest() != sha or pq.read_metadata(tmp).num_rows != len(df):
+            raise OSError(f"{fs_text(tmp)}: the new Parquet generation did not read back as written")
+        atomic_write_json(self._sums, {"sha256": sums | {sha: {"bytes": len(data), "rows": len(df)}}})
+        if aside is not None: _link(self.parquet_path, aside)
+        if rotate: _link(self.parquet_path, self._prev)
+        os.replace(tmp, self.parquet_path); _fsync_dir(self.root)
+        return sha
+
+    def _repair(self)->tuple:
+        "Rebuild a damaged `records.parquet` from the previous generation and `merged/`: `(frame, sha256)`."
+        cur, sha, problem = self._current()
+        if problem is None: return cur, sha  # sound (another process repaired it meanwhile)
+        sums, name = _read_sums(self._sums), fs_text(self.parquet_path)
+        prev, prev_sha, why = _read_generation(self._prev, sums) if self._prev.exists() else (None, None, "missing")
+        if why is not None:
+            raise UserError(f"{name} is damaged ({problem}) and cannot be rebuilt (its previous generation "
+                            f"{self._prev.name} is {why}); restore it from a backup, or move it away to redo "
+                            "the work it held")
+        kept = sorted(self._merged.glob("*.jsonl"))
+        df = dedupe_records(self._concat([prev, self._rows(kept)]), self.key, where=self.root)
+        aside = self.root/f"records.damaged-{time.strftime('%Y%m%d-%H%M%S')}.parquet"
+        try: sha = self._install(df, {k: v for k, v in (sums or {}).items() if k == prev_sha}, aside=aside)
+        except OSError as e:
+            warnings.warn(f"{name} is damaged ({problem}); read {len(df):,} records from {self._prev.name} and "
+                          f"{len(kept)} shard(s) in {self._merged.name}/, but could not repair it on disk ({e})")
+            return df, None
+        warnings.warn(f"{name} was damaged ({problem}); rebuilt it from {self._prev.name} and {len(kept)} shard(s) in "
+                      f"{self._merged.name}/: {len(df):,} records; the damaged file is kept as {aside.name}")
+        return df, sha
 
     def read(self, dedupe:bool=True, # keep one record per key: `ok` over `error`, then the newest
             )->pd.DataFrame:
-        "All records as a DataFrame: the consolidated Parquet plus every shard."
-        df = self._frame(self.shard_files())
+        "All records as a DataFrame: the consolidated Parquet plus every shard (a damaged Parquet is rebuilt first)."
+        with _store_lock(self._lock, shared=True, create=False):  # shards first: one moved meanwhile is in the Parquet
+            rows = self._rows(self.shard_files())
+            cur, _, problem = self._current()
+        if problem is not None:
+            ro = not os.access(self.root, os.W_OK)  # a store this process cannot write is rebuilt in memory only
+            with _store_lock(self._lock, shared=ro, create=not ro):
+                cur, rows = self._repair()[0], self._rows(self.shard_files())
+        df = self._concat([cur, rows])
         return dedupe_records(df, self.key, where=self.root) if dedupe else df
 
-    def done_keys(self, statuses:Sequence[str]=("ok",), # which outcomes count as done; add 'error' to skip known failures
+    def done_keys(self, statuses:Sequence[str]=("ok",), # outcomes counted as done; add 'error' to skip known failures
                  )->set[tuple]:
         "The keys already done, for resuming: work whose key is here is skipped."
         df = self.read()
@@ -418,9 +636,8 @@ class RecordStore:
         if "status" in df.columns: df = df[df["status"].isin(statuses)]
         return set(map(tuple, df[list(self.key)].itertuples(index=False, name=None)))
 
-    def consolidate(self)->Path:
-        "Fold every shard that no live writer holds into `records.parquet` (atomically), then delete those shards."
-        self.root.mkdir(parents=True, exist_ok=True)
+    def _free_shards(self)->tuple[list, list]:
+        "The shards no live writer holds, and the locks that keep them so."
         free, locks = [], []
         for p in self.shard_files():
             if p == self.shard_path and self._fh is not None: continue
@@ -428,14 +645,43 @@ class RecordStore:
             try: fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError: fh.close(); continue  # a live writer holds it: leave it for later
             free.append(p); locks.append(fh)
-        try:
-            df = self._frame(free)
-            if len(df):
-                atomic_write_parquet(self.parquet_path, dedupe_records(df, self.key, where=self.root))
-            for p in free: p.unlink()
-        finally:
-            for fh in locks: fh.close()
+        return free, locks
+
+    def consolidate(self)->Path:
+        "Fold every shard no live writer holds into `records.parquet`, alone under the store lock; kills lose nothing."
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _store_lock(self._lock):
+            for t in self.root.glob(".records.*.tmp"): t.unlink()  # left by a consolidation that was killed
+            cur, cur_sha, problem = self._current()
+            if problem is not None: cur, cur_sha = self._repair()
+            free, locks = self._free_shards()
+            try:
+                if not free: return self.parquet_path
+                df = dedupe_records(self._concat([cur, self._rows(free)]), self.key, where=self.root)
+                if cur is None:  # a first consolidation, or records.parquet was removed: older generations are stale
+                    self._prev.unlink(missing_ok=True)
+                    if self._merged.exists(): shutil.rmtree(self._merged)
+                if len(df):
+                    sums = _read_sums(self._sums) or {}
+                    if cur is not None: sums[cur_sha] = {"bytes": self.parquet_path.stat().st_size, "rows": len(cur)}
+                    sha = self._install(df, sums, rotate=cur is not None)
+                    if self._merged.exists(): shutil.rmtree(self._merged)  # folded into what is now the previous one
+                    self._merged.mkdir()
+                    for p in free: os.replace(p, self._merged/p.name)
+                    sums = _read_sums(self._sums)
+                    atomic_write_json(self._sums, {"sha256": {k: v for k, v in sums.items() if k in (cur_sha, sha)}})
+                else:
+                    for p in free: p.unlink()  # nothing readable in them
+            finally:
+                for fh in locks: fh.close()
         return self.parquet_path
+
+    def clear(self):
+        "Delete every record of the store (shards, Parquet generations, merged shards), e.g. to write it anew."
+        with _store_lock(self._lock):
+            for p in (self.parquet_path, self._prev, self._sums): p.unlink(missing_ok=True)
+            for d in (self.shard_dir, self._merged):
+                if d.exists(): shutil.rmtree(d)
 
     def __len__(self): return len(self.read())
     def __repr__(self): return f"RecordStore({str(self.root)!r}, key={self.key})"

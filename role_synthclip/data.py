@@ -14,11 +14,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from .core import RecordStore, atomic_write_parquet, read_image_bytes, text_hash
-from .core import load_image as decode_image
+from .core import RecordStore, UserError, atomic_write_parquet, load_image, read_image_bytes, text_hash
+from .roles import ROLES_FILE, store_roles
 
 # %% auto #0
-__all__ = ['PAIR_COLUMNS', 'IMAGE_ERRORS', 'read_pairs', 'ImageCaptions', 'choose_captions', 'GroupedBatchSampler', 'load_image',
+__all__ = ['PAIR_COLUMNS', 'IMAGE_ERRORS', 'read_pairs', 'ImageCaptions', 'choose_captions', 'GroupedBatchSampler',
            'clip_transform', 'GroupedCaptionDataset', 'GroupedCollate', 'make_loader', 'write_shards']
 
 # %% ../nbs/09_data.ipynb #94532764
@@ -30,7 +30,8 @@ def _read_table(path:Path, csv_image_key:str, csv_caption_key:str)->pd.DataFrame
     if path.is_dir():
         if (path/"index.parquet").exists(): return pd.read_parquet(path/"index.parquet")
         if (path/"records.parquet").exists() or (path/"shards").is_dir(): return RecordStore(path).read(dedupe=False)
-        raise FileNotFoundError(f"{path}: a folder of pairs needs records.parquet or shards/*.jsonl (a record store) or index.parquet (webdataset shards)")
+        raise UserError(f"{path} holds no pairs: no records.parquet or shards/*.jsonl (a record store) and no index.parquet "
+                        "(webdataset shards); give an rsc-caption / rsc-filter output folder or a pairs file")
     suffix = "".join(path.suffixes[-1:]).lower()
     if suffix == ".parquet": return pd.read_parquet(path)
     if suffix == ".jsonl": return pd.DataFrame(pd.read_json(path, lines=True))
@@ -38,33 +39,54 @@ def _read_table(path:Path, csv_image_key:str, csv_caption_key:str)->pd.DataFrame
         with open(path, encoding="utf-8") as f: header = f.readline()
         df = pd.read_csv(path, sep="\t" if "\t" in header else ",")
         missing = [c for c in (csv_image_key, csv_caption_key) if c not in df.columns]
-        if missing: raise KeyError(f"{path}: CSV lacks column(s) {missing}; it has {list(df.columns)}")
+        if missing: raise UserError(f"CSV lacks column(s) {missing}, {path} (it has {list(df.columns)}); "
+                                    "name its image and caption columns (csv_image_key, csv_caption_key)")
         return df.rename(columns={csv_image_key: "image_path", csv_caption_key: "caption"})
     if suffix == ".json":
         rows = [dict(image_path=d["image"], caption=t["value"]) for d in json.loads(path.read_text(encoding="utf-8"))
                 for t in d.get("conversations", []) if t.get("from") == "gpt"]
         return pd.DataFrame(rows, columns=["image_path", "caption"])
-    raise ValueError(f"{path}: unknown pairs format {suffix!r}; expected a record store folder, .parquet, .jsonl, .csv/.tsv or .json")
+    raise UserError(f"unknown pairs format {suffix!r}, {path}; give a record store folder, .parquet, .jsonl, .csv/.tsv or .json")
 
 # %% ../nbs/09_data.ipynb #5cf5610c
+def _role_keys(df:pd.DataFrame, path:Path)->pd.Series:
+    "Each row's role key: its `prompt_id`'s role as the store records it where rows carry one, else the `role` column."
+    if "prompt_id" not in df.columns: return df["role"].astype(str)
+    store = path if path.is_dir() else path.parent
+    defs, pids = store_roles(store), df["prompt_id"].astype(str)
+    missing = pids[~pids.isin(list(defs))]
+    if len(missing):
+        role = df.loc[missing.index[0], "role"]
+        raise UserError(f"role {role!r} (prompt_id {missing.iloc[0]}) has no definition, {store/ROLES_FILE} nor the built-in roles; "
+                        f"copy roles.json from the caption store these records came from (rsc-caption writes it)")
+    return pids.map({pid: r.key for pid, r in defs.items()})
+
+# %% ../nbs/09_data.ipynb #41ebaeb6
 def read_pairs(path:str|Path, # a record store folder, shard folder, or a .parquet/.jsonl/.csv/.tsv/.json file
                image_root:str|Path|None=None, # base for relative image paths; default: the file's folder
                csv_image_key:str="filepath", # image column of a CSV (the official layout)
                csv_caption_key:str="title", # caption column of a CSV
+               roles:Sequence[str]|None=None, # keep captions of these role keys only (a store's roles, by `prompt_id`)
               )->pd.DataFrame:
     "The usable (image, caption) pairs of a source: columns `image_id, image_path, caption, role`."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"pairs source {path} does not exist")
     df = _read_table(path, csv_image_key, csv_caption_key)
     for col in ("image_path", "caption"):
-        if col not in df.columns: raise KeyError(f"{path}: pairs lack column {col!r}; they have {list(df.columns)}")
+        if col not in df.columns: raise UserError(f"pairs lack column {col!r}, {path} (they have {list(df.columns)}); give pairs with image_path and caption")
     if "status" in df.columns: df = df[df["status"] == "ok"]
     if "keep" in df.columns: df = df[df["keep"].fillna(False).astype(bool)]
     df = df[df["caption"].notna() & (df["caption"].astype(str).str.strip() != "")].copy()
     if "image_id" not in df.columns: df["image_id"] = df["image_path"].astype(str)
     if "role" not in df.columns: df["role"] = ""
+    if roles is not None:
+        keys = _role_keys(df, path)
+        unknown = sorted(set(roles) - set(keys))
+        if unknown: raise UserError(f"no usable captions of role(s) {unknown}, {path}; its roles are {sorted(set(keys))}")
+        df = df[keys.isin(list(roles))]
     root = Path(image_root) if image_root is not None else (path if path.is_dir() else path.parent)
-    df["image_path"] = [p if (os.path.isabs(p) or "::" in p and os.path.isabs(p.split("::")[0])) else str(root/p) for p in df["image_path"].astype(str)]
+    df["image_path"] = [p if (os.path.isabs(p) or "::" in p and os.path.isabs(p.split("::")[0])) else str(root/p)
+                        for p in df["image_path"].astype(str)]
     df = df.drop_duplicates(["image_id", "caption"])
     return df[list(PAIR_COLUMNS)].reset_index(drop=True)
 
@@ -84,22 +106,28 @@ class ImageCaptions:
                    min_captions:int=1, # drop images with fewer captions than this
                   )->ImageCaptions:
         "Group pairs by `image_id` (first-seen order), keeping images with at least `min_captions` captions."
-        g = pairs.groupby("image_id", sort=False)
-        out = cls([], [], [], [])
-        for image_id, rows in g:
-            if len(rows) < min_captions: continue
-            out.image_ids.append(image_id); out.image_paths.append(rows["image_path"].iloc[0])
-            out.captions.append(rows["caption"].tolist()); out.roles.append(rows["role"].tolist())
-        return out
+        codes, ids = pd.factorize(pairs["image_id"])  # first-seen order; a missing id gets -1 (groupby drops those rows too)
+        rows = np.flatnonzero(codes >= 0)
+        order = rows[np.argsort(codes[rows], kind="stable")]  # each image's rows together, in table order
+        counts = np.bincount(codes[rows], minlength=len(ids))
+        ends = np.cumsum(counts); starts = ends - counts
+        keep = np.flatnonzero(counts >= min_captions)
+        caps, roles = pairs["caption"].to_numpy()[order].tolist(), pairs["role"].to_numpy()[order].tolist()
+        return cls(np.asarray(ids)[keep].tolist(), pairs["image_path"].to_numpy()[order[starts[keep]]].tolist(),
+                   [caps[s:e] for s, e in zip(starts[keep], ends[keep])], [roles[s:e] for s, e in zip(starts[keep], ends[keep])])
 
     @classmethod
     def read(cls, path:str|Path, # any source `read_pairs` accepts
              image_root:str|Path|None=None, # base for relative image paths
              min_captions:int=1, # drop images with fewer captions
+             roles:Sequence[str]|None=None, # keep captions of these role keys only
             )->ImageCaptions:
         "Read a pairs source and group it by image."
-        table = cls.from_pairs(read_pairs(path, image_root=image_root), min_captions=min_captions)
-        if not len(table): raise ValueError(f"{path}: no image has {min_captions} or more usable captions")
+        pairs = read_pairs(path, image_root=image_root, roles=roles)
+        if not len(pairs): raise UserError(f"no usable pairs, {path} (every row failed, was rejected or has no caption); "
+                                           "give the filtered pairs (rsc-filter --output_dir) or check the source")
+        table = cls.from_pairs(pairs, min_captions=min_captions)
+        if not len(table): raise UserError(f"no image has {min_captions} or more usable captions, {path}; lower --min_captions")
         return table
 
 # %% ../nbs/09_data.ipynb #40853b57
@@ -125,11 +153,13 @@ class GroupedBatchSampler(torch.utils.data.Sampler):
                 ):
         global_batch = batch_size * num_replicas
         if n_images < global_batch:
-            raise ValueError(f"{n_images} images is fewer than one global batch ({batch_size} × {num_replicas} processes = {global_batch}); lower --batch_size")
+            raise UserError(f"{n_images} images is fewer than one global batch ({batch_size} × {num_replicas} processes = {global_batch}); "
+                            "lower --batch_size")
         if not 0 <= rank < num_replicas: raise ValueError(f"rank {rank} is outside 0..{num_replicas - 1}")
         if group_by_length < 0: raise ValueError(f"group_by_length={group_by_length} must be >= 0")
         if group_by_length and (lengths is None or len(lengths) != n_images):
-            raise ValueError(f"group_by_length needs one length per image ({n_images}), got {None if lengths is None else len(lengths)}")
+            raise ValueError(f"group_by_length needs one length per image ({n_images}), "
+                             f"got {None if lengths is None else len(lengths)}")
         self.n_images, self.batch_size, self.num_replicas, self.rank = n_images, batch_size, num_replicas, rank
         self.seed, self.epoch, self.start_batch = seed, 0, 0
         self.lengths, self.group_by_length = None if lengths is None else np.asarray(lengths), group_by_length
@@ -160,12 +190,6 @@ class GroupedBatchSampler(torch.utils.data.Sampler):
     def load_state_dict(self, state:dict):
         if state["seed"] != self.seed: raise ValueError(f"checkpoint data order used seed {state['seed']}, this run uses {self.seed}")
         self.set_epoch(state["epoch"], state["start_batch"])
-
-# %% ../nbs/09_data.ipynb #797dc032
-def load_image(path:str, # a file, or `shard.tar::member`
-              )->Image.Image:
-    "RGB pixels decoded as the captioner decodes them; `FileNotFoundError` when missing, `BadImageError` when broken."
-    return decode_image(read_image_bytes(path))  # EXIF turns, alpha, colour profiles: train on the pixels that were captioned
 
 # %% ../nbs/09_data.ipynb #625275e9
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, tarfile.TarError, KeyError)

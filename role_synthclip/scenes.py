@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_scenes.ipynb #f77731ed
 from __future__ import annotations
-import argparse, io, json, math, random, re, time
+import io, json, math, random, re, sys, time
 from dataclasses import dataclass, asdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from .core import CaptionRecord, RecordStore, atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
+from .core import CaptionRecord, CommandParser, RecordStore, UserError, add_config_flags, config_from_args
+from .core import atomic_write_bytes, atomic_write_json, atomic_write_text, read_jsonl
+from .core import report_progress, run_command
 from .roles import ROLES
 
 # %% auto #0
@@ -24,7 +26,8 @@ __all__ = ['SHAPES', 'COLOURS', 'SIZES', 'TEXTURES', 'MOODS', 'SIZE_WORDS', 'TEX
            'SHAPE_COUNT_RE', 'REL_RE', 'REGION_RE', 'MOOD_RE', 'ROLE_CUES', 'CORRUPTIONS', 'SPLITS', 'WORLD_VERSION',
            'LABEL_TASKS', 'SceneObject', 'spatial_relations', 'Scene', 'make_scene', 'outline_tone', 'render_scene',
            'png_bytes', 'arrangement', 'oracle_caption', 'role_cues', 'check_caption', 'corrupt_caption',
-           'assign_splits', 'write_world', 'read_world', 'load_scenes', 'main']
+           'assign_splits', 'write_world', 'read_world', 'load_scenes', 'ScenesConfig', 'do_scenes', 'scenes_parser',
+           'main']
 
 # %% ../nbs/13_scenes.ipynb #a4f6cd71
 SHAPES = ("circle", "square", "triangle", "star", "ring", "hexagon", "diamond")
@@ -35,26 +38,34 @@ SIZES = {"small": 0.085, "medium": 0.13, "large": 0.19}  # radius as a fraction 
 TEXTURES = ("solid", "striped", "dotted", "checkered")
 MOODS = ("calm", "cheerful", "gloomy", "tense", "mysterious")
 SIZE_WORDS = {"small": ("small", "little"), "medium": ("medium-sized", "mid-sized"), "large": ("large", "big")}
-TEXTURE_ADJ = {"solid": ("solid", "plain"), "striped": ("striped",), "dotted": ("dotted", "spotted"), "checkered": ("checkered", "chequered")}
-TEXTURE_NOUN = {"striped": ("stripes", "bands"), "dotted": ("dots", "polka dots"), "checkered": ("checks", "a checkerboard pattern")}
+TEXTURE_ADJ = {"solid": ("solid", "plain"), "striped": ("striped",), "dotted": ("dotted", "spotted"),
+               "checkered": ("checkered", "chequered")}
+TEXTURE_NOUN = {"striped": ("stripes", "bands"), "dotted": ("dots", "polka dots"),
+                "checkered": ("checks", "a checkerboard pattern")}
 TEXTURE_LINKS = ("covered in", "patterned with", "decorated with")
-MOOD_WORDS = {"calm": ("calm", "serene", "peaceful", "tranquil"), "cheerful": ("cheerful", "joyful", "sunny", "playful"),
-              "gloomy": ("gloomy", "melancholy", "dreary", "sombre"), "tense": ("tense", "uneasy", "anxious", "restless"),
+MOOD_WORDS = {"calm": ("calm", "serene", "peaceful", "tranquil"),
+              "cheerful": ("cheerful", "joyful", "sunny", "playful"),
+              "gloomy": ("gloomy", "melancholy", "dreary", "sombre"),
+              "tense": ("tense", "uneasy", "anxious", "restless"),
               "mysterious": ("mysterious", "enigmatic", "eerie", "secretive")}
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven")
 
 # %% ../nbs/13_scenes.ipynb #23382d5f
 BACKGROUNDS = {
-    "calm": dict(palettes={"pale blue": ((165, 200, 235), (215, 235, 248)), "soft teal": ((140, 205, 195), (205, 238, 230))},
+    "calm": dict(palettes={"pale blue": ((165, 200, 235), (215, 235, 248)),
+                           "soft teal": ((140, 205, 195), (205, 238, 230))},
                  gradient="vertical", glow=None, brightness=0.95, light="a soft, even light"),
-    "cheerful": dict(palettes={"bright yellow": ((255, 238, 150), (255, 205, 95)), "warm peach": ((255, 210, 165), (255, 165, 120))},
+    "cheerful": dict(palettes={"bright yellow": ((255, 238, 150), (255, 205, 95)),
+                               "warm peach": ((255, 210, 165), (255, 165, 120))},
                      gradient="vertical", glow=((255, 252, 225), 0.65), brightness=1.0, light="a warm, sunny glow"),
     "gloomy": dict(palettes={"dark grey": ((78, 80, 86), (42, 44, 48)), "slate grey": ((82, 92, 102), (48, 56, 64))},
                    gradient="vertical", glow=None, brightness=0.7, light="a dim, flat light"),
     "tense": dict(palettes={"deep red": ((165, 25, 30), (35, 5, 8)), "dark crimson": ((130, 15, 45), (28, 2, 10))},
                   gradient="diagonal", glow=None, brightness=1.0, light="a harsh, reddish light"),
-    "mysterious": dict(palettes={"dark purple": ((60, 30, 95), (12, 5, 25)), "deep indigo": ((40, 35, 110), (8, 6, 30))},
-                       gradient="vertical", glow=((165, 120, 225), 0.45), brightness=0.85, light="a faint glow in the darkness"),
+    "mysterious": dict(palettes={"dark purple": ((60, 30, 95), (12, 5, 25)),
+                                 "deep indigo": ((40, 35, 110), (8, 6, 30))},
+                       gradient="vertical", glow=((165, 120, 225), 0.45), brightness=0.85,
+                       light="a faint glow in the darkness"),
 }
 
 # %% ../nbs/13_scenes.ipynb #0c58e53c
@@ -115,7 +126,8 @@ class Scene:
     @property
     def labels(self)->dict:
         "Class names for zero-shot classification: object count, dominant shape and colour, mood."
-        return dict(count=NUMBER_WORDS[self.count], shape=self.dominant.shape, colour=self.dominant.colour, mood=self.mood)
+        return dict(count=NUMBER_WORDS[self.count], shape=self.dominant.shape, colour=self.dominant.colour,
+                    mood=self.mood)
     def to_dict(self)->dict:
         "A JSON-ready dict: the graph plus its derived count and dominant shape and colour."
         return dict(id=self.id, seed=self.seed, index=self.index, mood=self.mood, background=self.background,
@@ -173,14 +185,19 @@ def make_scene(seed:int, # the world seed
 def _shape_polygons(shape:str, cx:float, cy:float, r:float)->list[tuple[str, object]]:
     "The drawing primitives of a shape centred at (cx, cy) with radius r, in pixels: ('ellipse', box) or ('polygon', points)."
     def ring_of(k, radii, start=-math.pi / 2):
-        return [(cx + radii[i % len(radii)] * math.cos(start + 2 * math.pi * i / k), cy + radii[i % len(radii)] * math.sin(start + 2 * math.pi * i / k)) for i in range(k)]
+        return [(cx + radii[i % len(radii)] * math.cos(start + 2 * math.pi * i / k),
+                 cy + radii[i % len(radii)] * math.sin(start + 2 * math.pi * i / k)) for i in range(k)]
     if shape == "circle": return [("ellipse", (cx - r, cy - r, cx + r, cy + r))]
-    if shape == "ring": return [("ellipse", (cx - r, cy - r, cx + r, cy + r)), ("hole", (cx - 0.55 * r, cy - 0.55 * r, cx + 0.55 * r, cy + 0.55 * r))]
-    if shape == "square": h = 0.82 * r; return [("polygon", [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)])]
+    if shape == "ring": return [("ellipse", (cx - r, cy - r, cx + r, cy + r)),
+                                ("hole", (cx - 0.55 * r, cy - 0.55 * r, cx + 0.55 * r, cy + 0.55 * r))]
+    if shape == "square": h = 0.82 * r; return [("polygon",
+                                                 [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h),
+                                                  (cx - h, cy + h)])]
     if shape == "triangle": return [("polygon", [(x, y + 0.2 * r) for x, y in ring_of(3, [1.15 * r])])]
     if shape == "star": return [("polygon", ring_of(10, [1.1 * r, 0.45 * r]))]
     if shape == "hexagon": return [("polygon", ring_of(6, [r], start=0.0))]
-    if shape == "diamond": return [("polygon", [(cx, cy - 1.1 * r), (cx + 0.7 * r, cy), (cx, cy + 1.1 * r), (cx - 0.7 * r, cy)])]
+    if shape == "diamond": return [("polygon",
+                                    [(cx, cy - 1.1 * r), (cx + 0.7 * r, cy), (cx, cy + 1.1 * r), (cx - 0.7 * r, cy)])]
     raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
 
 # %% ../nbs/13_scenes.ipynb #4eb8f47c
@@ -196,7 +213,8 @@ def _texture_layer(obj:SceneObject, rgb:tuple, side:int)->Image.Image:
         for y in steps: d.rectangle((0, y, side, y + period / 2), fill=shade)
     elif obj.texture == "dotted":
         for y in steps:
-            for x in steps: d.ellipse((x + period * 0.2, y + period * 0.2, x + period * 0.75, y + period * 0.75), fill=shade)
+            for x in steps: d.ellipse((x + period * 0.2, y + period * 0.2, x + period * 0.75, y + period * 0.75),
+                                      fill=shade)
     else:
         for i, y in enumerate(steps):
             for j, x in enumerate(steps):
@@ -221,7 +239,8 @@ def _background(scene:Scene, side:int)->Image.Image:
 # %% ../nbs/13_scenes.ipynb #93e207eb
 def outline_tone(scene:Scene)->str:
     "`dark` outlines on light backgrounds, `pale` on dark ones."
-    lum = np.mean([0.299 * r + 0.587 * g + 0.114 * b for r, g, b in BACKGROUNDS[scene.mood]["palettes"][scene.background]])
+    lum = np.mean([0.299 * r + 0.587 * g + 0.114 * b for r, g,
+                   b in BACKGROUNDS[scene.mood]["palettes"][scene.background]])
     return "dark" if lum > 120 else "pale"
 
 # %% ../nbs/13_scenes.ipynb #8d21be6d
@@ -274,12 +293,17 @@ def _np(obj:SceneObject, rng:random.Random, article:str="a", size:bool=False, te
 REL_PHRASES = {"left of": ("to the left of", "left of"), "right of": ("to the right of", "right of"),
                "above": ("above", "higher than"), "below": ("below", "beneath", "lower than"),
                "next to": ("next to", "beside", "close to"), "far from": ("far from", "well away from")}
-OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above", "next to": "far from", "far from": "next to"}
+OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above", "next to": "far from",
+            "far from": "next to"}
 REGION_PHRASES = {
-    ("top", "left"): ("in the top-left corner", "in the upper left"), ("top", "centre"): ("at the top centre", "along the top edge"),
-    ("top", "right"): ("in the top-right corner", "in the upper right"), ("middle", "left"): ("on the left side", "at the left edge"),
-    ("middle", "centre"): ("in the centre", "in the middle of the frame"), ("middle", "right"): ("on the right side", "at the right edge"),
-    ("bottom", "left"): ("in the bottom-left corner", "in the lower left"), ("bottom", "centre"): ("at the bottom centre", "along the bottom edge"),
+    ("top", "left"): ("in the top-left corner", "in the upper left"),
+    ("top", "centre"): ("at the top centre", "along the top edge"),
+    ("top", "right"): ("in the top-right corner", "in the upper right"),
+    ("middle", "left"): ("on the left side", "at the left edge"),
+    ("middle", "centre"): ("in the centre", "in the middle of the frame"),
+    ("middle", "right"): ("on the right side", "at the right edge"),
+    ("bottom", "left"): ("in the bottom-left corner", "in the lower left"),
+    ("bottom", "centre"): ("at the bottom centre", "along the bottom edge"),
     ("bottom", "right"): ("in the bottom-right corner", "in the lower right")}
 
 # %% ../nbs/13_scenes.ipynb #27805c28
@@ -304,7 +328,8 @@ def _relation_sentences(scene:Scene, rng:random.Random, k:int, templates:Sequenc
         rel = rng.choice(pairs[(i, j)])
         a, b = (i, j) if rng.random() < 0.5 else (j, i)
         rel = rel if (a, b) == (i, j) else {"next to": "next to", "far from": "far from"}.get(rel, OPPOSITE[rel])
-        out.append(rng.choice(templates).format(a=scene.objects[a].name, b=scene.objects[b].name, rel=rng.choice(REL_PHRASES[rel])))
+        out.append(rng.choice(templates).format(a=scene.objects[a].name, b=scene.objects[b].name,
+                                                rel=rng.choice(REL_PHRASES[rel])))
     return out
 
 # %% ../nbs/13_scenes.ipynb #3208c035
@@ -323,14 +348,16 @@ def _details(scene:Scene, rng:random.Random, length:str)->str:
     opener = rng.choice([f"The image holds {NUMBER_WORDS[n]} {'object' if n == 1 else 'objects'}.",
                          f"There {'is' if n == 1 else 'are'} {NUMBER_WORDS[n]} {'shape' if n == 1 else 'shapes'} in the picture.",
                          f"{_cap(NUMBER_WORDS[n])} {'distinct shape is' if n == 1 else 'distinct shapes are'} visible."])
-    verbs = ["There is {np}.", "{NP} is clearly visible.", "I can see {np}.", "{NP} is also present.", "The picture also contains {np}.",
+    verbs = ["There is {np}.", "{NP} is clearly visible.", "I can see {np}.", "{NP} is also present.",
+             "The picture also contains {np}.",
              "{NP} completes the set.", "Another shape is {np}.", "Look closely and you find {np}."]
     main = [f"It is {nps[0]}.", f"The only shape is {nps[0]}."] if n == 1 else \
            [f"The largest is {nps[0]}.", f"The biggest shape is {nps[0]}.", f"{_cap(nps[0])} is the largest shape."]
     sents = [opener, rng.choice(main)]
     for p in nps[1:]: sents.append(rng.choice(verbs).format(np=p, NP=_cap(p)))
     if length == "long":
-        remarks = {"striped": "Its stripes are evenly spaced and run straight across it.", "dotted": "Its dots form a neat, regular grid.",
+        remarks = {"striped": "Its stripes are evenly spaced and run straight across it.",
+                   "dotted": "Its dots form a neat, regular grid.",
                    "checkered": "Its checks alternate light and dark blocks of colour.", "solid": "Its colour is flat and uniform."}
         for o in objs:
             lead = rng.choice([f"Looking closely at the {o.name}: ", f"On the {o.name}, ", f"As for the {o.name}, "])
@@ -349,27 +376,37 @@ def _composition(scene:Scene, rng:random.Random, length:str)->str:
     layout = rng.choice({
         "single": [f"The layout is built around one object: the {main.name} sits {rng.choice(REGION_PHRASES[main.region])}.",
                    f"A single object anchors the frame; the {main.name} is placed {rng.choice(REGION_PHRASES[main.region])}."],
-        "row": [f"The {shapes_word} form a horizontal row across the frame.", f"A horizontal line of {shapes_word} crosses the frame."],
-        "column": [f"The {shapes_word} stack into a vertical column within the frame.", f"The layout is vertical: {shapes_word} stacked in a column."],
-        "diagonal": [f"The {shapes_word} line up along a diagonal of the frame.", f"A diagonal runs through the layout, linking the {shapes_word}."],
-        "cluster": [f"The {shapes_word} are grouped closely in one part of the frame.", f"The layout is compact: {shapes_word} grouped tightly, with space around them."],
-        "scattered": [f"The {shapes_word} are spread across the frame with wide spacing.", f"The layout is open, with {shapes_word} spread over the frame."]}[arrangement(scene)])
-    where = ["The {name} sits {region}.", "The {name} is placed {region}.", "{Region}, there is the {name}.", "The {name} occupies the space {region}.",
+        "row": [f"The {shapes_word} form a horizontal row across the frame.",
+                f"A horizontal line of {shapes_word} crosses the frame."],
+        "column": [f"The {shapes_word} stack into a vertical column within the frame.",
+                   f"The layout is vertical: {shapes_word} stacked in a column."],
+        "diagonal": [f"The {shapes_word} line up along a diagonal of the frame.",
+                     f"A diagonal runs through the layout, linking the {shapes_word}."],
+        "cluster": [f"The {shapes_word} are grouped closely in one part of the frame.",
+                    f"The layout is compact: {shapes_word} grouped tightly, with space around them."],
+        "scattered": [f"The {shapes_word} are spread across the frame with wide spacing.",
+                      f"The layout is open, with {shapes_word} spread over the frame."]}[arrangement(scene)])
+    where = ["The {name} sits {region}.", "The {name} is placed {region}.", "{Region}, there is the {name}.",
+             "The {name} occupies the space {region}.",
              "The {name} is found {region}.", "{Region} we find the {name}."]
     order = list(range(n)) if n == 1 else [0] + rng.sample(range(1, n), n - 1)
     shown = order[:1] if length == "short" else order
-    sents = [layout] + [rng.choice(where).format(name=objs[i].name, region=(p := rng.choice(REGION_PHRASES[objs[i].region])), Region=_cap(p))
+    sents = [layout] + [rng.choice(where).format(name=objs[i].name,
+                                                 region=(p := rng.choice(REGION_PHRASES[objs[i].region])), Region=_cap(p))
                         for i in shown if not (n == 1 and i == 0)]
-    rel_templates = ["The {a} is {rel} the {b}.", "The {a} sits {rel} the {b}.", "Seen across the frame, the {a} lies {rel} the {b}."]
+    rel_templates = ["The {a} is {rel} the {b}.", "The {a} sits {rel} the {b}.",
+                     "Seen across the frame, the {a} lies {rel} the {b}."]
     sents += _relation_sentences(scene, rng, {"short": 1, "medium": 2, "long": 4}[length], rel_templates)
     if length != "short" or n == 1:
         areas = [o.r ** 2 for o in objs]
         wx = sum(a * o.x for a, o in zip(areas, objs)) / sum(areas)
         wy = sum(a * o.y for a, o in zip(areas, objs)) / sum(areas)
-        sents.append("The visual weight leans to the left." if wx < 0.42 else "The visual weight leans to the right." if wx > 0.58
+        sents.append("The visual weight leans to the left." if wx < 0.42 else "The visual weight leans to the right."
+                     if wx > 0.58
                      else "The composition is balanced around the vertical axis.")
         if length == "long":
-            sents.append("The frame is top-heavy." if wy < 0.42 else "The frame is bottom-heavy." if wy > 0.58 else "Vertically the layout is centred.")
+            sents.append("The frame is top-heavy." if wy < 0.42 else "The frame is bottom-heavy." if wy > 0.58
+                         else "Vertically the layout is centred.")
     if length == "long":
         cover = sum(math.pi * o.r ** 2 for o in objs)
         sents.append("Most of the frame is empty space, which isolates the forms." if cover < 0.15 else
@@ -384,28 +421,41 @@ def _narrative(scene:Scene, rng:random.Random, length:str)->str:
     objs, main, bg = scene.objects, scene.dominant, scene.background
     hero = _np(main, rng, size=rng.random() < 0.5)
     others = [_np(o, rng) for o in objs[1:]]
-    rel = _relation_sentences(scene, rng, 1, ["In the end the {a} settled {rel} the {b}.", "Now the {a} waits {rel} the {b}."])
+    rel = _relation_sentences(scene, rng, 1,
+                              ["In the end the {a} settled {rel} the {b}.", "Now the {a} waits {rel} the {b}."])
     plot = rng.choice(("journey", "visitors", "game", "lost", "building"))
     if plot == "journey":
         sents = [f"Once, {hero} set out on a long journey across a {bg} land."]
-        sents.append(f"Along the way it met {_join(others)}, and they became friends." if others else "It travelled far, searching for a friend, but met no one.")
-        end = "Together they decided to stay, and their story ends where they now rest." if others else f"Finally it decided that the {bg} land would be its home."
+        sents.append(f"Along the way it met {_join(others)}, and they became friends." if others
+                     else "It travelled far, searching for a friend, but met no one.")
+        end = ("Together they decided to stay, and their story ends where they now rest." if others
+               else f"Finally it decided that the {bg} land would be its home.")
     elif plot == "visitors":
         sents = [f"The {main.name} had waited a long time for visitors."]
-        sents.append(f"Then {_join(others)} arrived, one after another, with news from far away." if others else "It waited and waited, hoping that someday a friend would arrive.")
-        end = "After the visit, everyone agreed to meet here again." if others else f"Until then, the {main.name} keeps watch over its {bg} home."
+        sents.append(f"Then {_join(others)} arrived, one after another, with news from far away." if others
+                     else "It waited and waited, hoping that someday a friend would arrive.")
+        end = ("After the visit, everyone agreed to meet here again." if others
+               else f"Until then, the {main.name} keeps watch over its {bg} home.")
     elif plot == "lost":
         sents = [f"Late in the evening, the {main.name} lost its way in a {bg} land."]
-        sents.append(f"{_cap(_join(others))} helped it search, and finally they found the way home." if others else "It searched alone until, finally, it found a place to call home.")
-        end = "Since then, nobody in that land ever travels alone." if others else "Since then, it has never wandered far."
+        sents.append(f"{_cap(_join(others))} helped it search, and finally they found the way home." if others
+                     else "It searched alone until, finally, it found a place to call home.")
+        end = ("Since then, nobody in that land ever travels alone." if others
+               else "Since then, it has never wandered far.")
     elif plot == "building":
-        sents = [f"Once, {hero} and {_join(others)} began to build a village in a {bg} valley." if others else f"Once, {hero} began to build a home in a {bg} valley, all by itself."]
-        sents.append("Day after day they worked together, until the village was finished." if others else "Day after day it worked, until the home was finished.")
-        end = "Then they held a feast, and the story of that village is still told." if others else "Then it rested at last, and waited for visitors."
+        sents = [f"Once, {hero} and {_join(others)} began to build a village in a {bg} valley." if others
+                 else f"Once, {hero} began to build a home in a {bg} valley, all by itself."]
+        sents.append("Day after day they worked together, until the village was finished." if others
+                     else "Day after day it worked, until the home was finished.")
+        end = ("Then they held a feast, and the story of that village is still told." if others
+               else "Then it rested at last, and waited for visitors.")
     else:
-        sents = [f"It began as a game: {hero} challenged {_join(others)} to a race." if others else f"It began as a game of hide-and-seek, but {hero} had no one to play with."]
-        sents.append("They raced and tumbled until, finally, everyone stopped to rest." if others else "So it hid alone and waited for someone to come looking.")
-        end = f"The {main.name} won, and they all promised a rematch tomorrow." if others else "Its story is still waiting for a second chapter."
+        sents = [f"It began as a game: {hero} challenged {_join(others)} to a race." if others
+                 else f"It began as a game of hide-and-seek, but {hero} had no one to play with."]
+        sents.append("They raced and tumbled until, finally, everyone stopped to rest." if others
+                     else "So it hid alone and waited for someone to come looking.")
+        end = (f"The {main.name} won, and they all promised a rematch tomorrow." if others
+               else "Its story is still waiting for a second chapter.")
     if length == "short": return " ".join(sents)
     sents += rel
     if length == "long":
@@ -417,7 +467,8 @@ def _narrative(scene:Scene, rng:random.Random, length:str)->str:
 # %% ../nbs/13_scenes.ipynb #61569cdc
 EMOTION_TEXT = {
     "calm": dict(verb="rests quietly", noun="stillness"), "cheerful": dict(verb="bounces with energy", noun="delight"),
-    "gloomy": dict(verb="sinks into the dimness", noun="sadness"), "tense": dict(verb="stands stiffly, as though bracing itself", noun="unease"),
+    "gloomy": dict(verb="sinks into the dimness", noun="sadness"),
+    "tense": dict(verb="stands stiffly, as though bracing itself", noun="unease"),
     "mysterious": dict(verb="hides in the shadows", noun="secrecy")}
 
 # %% ../nbs/13_scenes.ipynb #afe22ef3
@@ -426,12 +477,14 @@ def _emotion(scene:Scene, rng:random.Random, length:str)->str:
     mood, main, spec = scene.mood, scene.dominant, BACKGROUNDS[scene.mood]
     words = list(MOOD_WORDS[mood]); rng.shuffle(words)
     text = EMOTION_TEXT[mood]
-    sents = [rng.choice([f"The scene feels {words[0]}.", f"{_cap(_a(words[0]))} mood fills the picture.", f"The atmosphere is {words[0]}.",
+    sents = [rng.choice([f"The scene feels {words[0]}.", f"{_cap(_a(words[0]))} mood fills the picture.",
+                         f"The atmosphere is {words[0]}.",
                          f"There is something {words[0]} about this picture.", f"The feeling here is {words[0]}."]),
              rng.choice([f"{_cap(spec['light'])} falls over the {scene.background} background, and the {main.name} {text['verb']}.",
                          f"Under {spec['light']}, the {scene.background} background sets the mood while the {main.name} {text['verb']}."])]
     if length != "short":
-        sents.append(rng.choice([f"The colours evoke a sense of {text['noun']}.", f"It is {_a(words[1])} feeling, full of {text['noun']}."]))
+        sents.append(rng.choice([f"The colours evoke a sense of {text['noun']}.",
+                                 f"It is {_a(words[1])} feeling, full of {text['noun']}."]))
         if scene.count > 1:
             sents.append(f"Around it, the {_join([o.name for o in scene.objects[1:]])} {'adds' if scene.count == 2 else 'add'} to the {words[2]} atmosphere.")
     if length == "long":
@@ -446,20 +499,24 @@ SITUATIONS = {"single": ("an icon or a logo", "a lone sticker on a sheet", "a sy
               "diagonal": ("a path of stepping stones", "a procession climbing a slope", "tokens sliding down a ramp"),
               "cluster": ("a small gathering", "a huddle of game pieces", "a pile of toys"),
               "scattered": ("pieces on a game board", "toys left on a floor", "stickers scattered on a page")}
-SHAPE_MEANINGS = {"circle": ("a coin or a ball", "the sun or a full moon"), "square": ("a tile or a window", "a box or a building block"),
-                  "triangle": ("a warning sign", "a mountain or an arrow"), "star": ("a reward or a prize", "a night sky or a wish"),
-                  "ring": ("a target or a wedding band", "a lifebuoy or a doughnut"), "hexagon": ("a honeycomb cell", "a nut or a bolt head"),
+SHAPE_MEANINGS = {"circle": ("a coin or a ball", "the sun or a full moon"),
+                  "square": ("a tile or a window", "a box or a building block"),
+                  "triangle": ("a warning sign", "a mountain or an arrow"),
+                  "star": ("a reward or a prize", "a night sky or a wish"),
+                  "ring": ("a target or a wedding band", "a lifebuoy or a doughnut"),
+                  "hexagon": ("a honeycomb cell", "a nut or a bolt head"),
                   "diamond": ("a gem or a jewel", "a playing-card suit")}
-COLOUR_MEANINGS = {"red": "urgency or love", "orange": "energy or autumn", "yellow": "caution or sunshine", "green": "growth or permission to go",
-                   "blue": "water or trust", "purple": "royalty or magic", "pink": "sweetness or childhood", "white": "purity or emptiness",
-                   "black": "formality or night"}
+COLOUR_MEANINGS = {"red": "urgency or love", "orange": "energy or autumn", "yellow": "caution or sunshine",
+                   "green": "growth or permission to go", "blue": "water or trust", "purple": "royalty or magic",
+                   "pink": "sweetness or childhood", "white": "purity or emptiness", "black": "formality or night"}
 
 # %% ../nbs/13_scenes.ipynb #9e94f156
 def _context(scene:Scene, rng:random.Random, length:str)->str:
     "Interpreter of Context: what the arrangement suggests, and what its shapes and colours may stand for."
     main = scene.dominant
     situation = rng.choice(SITUATIONS[arrangement(scene)])
-    sents = [rng.choice([f"The arrangement suggests {situation}.", f"This could be {situation}.", f"Perhaps it is {situation}.",
+    sents = [rng.choice([f"The arrangement suggests {situation}.", f"This could be {situation}.",
+                         f"Perhaps it is {situation}.",
                          f"At first glance it looks like {situation}.", f"A likely reading: {situation}."]),
              rng.choice([f"The {main.name} might stand for {rng.choice(SHAPE_MEANINGS[main.shape])}, and its colour hints at {COLOUR_MEANINGS[main.colour]}.",
                          f"The {main.name} is likely the key symbol, perhaps {rng.choice(SHAPE_MEANINGS[main.shape])}; {main.colour} often means {COLOUR_MEANINGS[main.colour]}."])]
@@ -484,7 +541,8 @@ def _generic(scene:Scene, rng:random.Random, length:str)->str:
     return f"{_cap(NUMBER_WORDS[scene.count])} shapes {bg}: {_join(nps)}."
 
 # %% ../nbs/13_scenes.ipynb #477da706
-WRITERS = {"details": _details, "composition": _composition, "narrative": _narrative, "emotion": _emotion, "context": _context, "generic": _generic}
+WRITERS = {"details": _details, "composition": _composition, "narrative": _narrative, "emotion": _emotion,
+           "context": _context, "generic": _generic}
 
 def oracle_caption(scene:Scene, # the scene graph to describe
                    role_key:str, # a key of `WRITERS`: the five experts or `generic`
@@ -517,21 +575,26 @@ MOOD_RE = re.compile(rf"\b(?:{_alt(_MOOD_OF)})\b", re.I)
 
 # %% ../nbs/13_scenes.ipynb #b365b76f
 ROLE_CUES = {
-    "details": {"small", "little", "medium-sized", "mid-sized", "large", "big", "largest", "solid", "plain", "striped", "stripes", "bands",
+    "details": {"small", "little", "medium-sized", "mid-sized", "large", "big", "largest", "solid", "plain", "striped",
+                "stripes", "bands",
                 "dotted", "spotted", "dots", "checkered", "chequered", "checks", "checkerboard", "texture", "textures", "surface",
                 "outline", "outlines", "fill", "matte", "smooth", "crisp", "palette"},
-    "composition": {"left", "right", "above", "below", "beneath", "centre", "corner", "frame", "balance", "balanced", "layout",
+    "composition": {"left", "right", "above", "below", "beneath", "centre", "corner", "frame", "balance", "balanced",
+                    "layout",
                     "diagonal", "row", "column", "spacing", "space", "weight", "edge", "top", "bottom", "horizontal", "vertical",
                     "vertically", "axis", "top-left", "top-right", "bottom-left", "bottom-right", "top-heavy", "bottom-heavy", "anchor",
                     "middle", "higher", "lower", "placed", "grouped", "occupies", "spread", "stack", "upper"},
-    "narrative": {"once", "story", "tale", "journey", "adventure", "travelled", "met", "waited", "waits", "decided", "arrived",
+    "narrative": {"once", "story", "tale", "journey", "adventure", "travelled", "met", "waited", "waits", "decided",
+                  "arrived",
                   "home", "friend", "friends", "together", "then", "finally", "after", "until", "began", "hoping", "visitors",
                   "visit", "race", "raced", "game", "chapter", "promised", "remembers", "travellers", "settled", "lost", "search",
                   "searched", "village", "feast", "build", "worked", "wandered", "since"},
-    "emotion": set(_MOOD_OF) | {"mood", "atmosphere", "feel", "feels", "feeling", "evoke", "evokes", "sense", "emotional",
+    "emotion": set(_MOOD_OF) | {"mood", "atmosphere", "feel", "feels", "feeling", "evoke", "evokes", "sense",
+                                "emotional",
                                 "aesthetically", "tone", "tones", "unease", "delight", "sadness", "stillness", "secrecy", "quietly",
                                 "energy", "dimness", "stiffly", "bracing", "shadows", "light", "glow", "darkness", "harsh", "lingers"},
-    "context": {"suggests", "suggesting", "could", "might", "perhaps", "seem", "seems", "likely", "like", "resembles", "symbol",
+    "context": {"suggests", "suggesting", "could", "might", "perhaps", "seem", "seems", "likely", "like", "resembles",
+                "symbol",
                 "hint", "hints", "means", "meaning", "stand", "read", "may", "diagram", "poster"},
 }
 
@@ -543,13 +606,16 @@ def role_cues(text:str)->dict[str, int]:
 # %% ../nbs/13_scenes.ipynb #2a2ee235
 def _claims(text:str)->dict:
     "Everything `text` asserts that the judge can check, with the text span of each mention."
+    low = lambda s: (s or "").lower()
     mentions = [dict(span=m.span(), colour=m["colour"].lower(), shape=m["shape"].lower(), plural=bool(m["plural"]),
-                     size=_SIZE_OF.get((m["size"] or "").lower()), texture=_TEX_ADJ_OF.get((m["tex"] or "").lower()) or _TEX_NOUN_OF.get((m["texn"] or "").lower()))
+                     size=_SIZE_OF.get(low(m["size"])),
+                     texture=_TEX_ADJ_OF.get(low(m["tex"])) or _TEX_NOUN_OF.get(low(m["texn"])))
                 for m in MENTION_RE.finditer(text)]
     sentences = [m.span() for m in re.finditer(r"[^.!?;:]+[.!?;:]?", text)]
     def sentence_of(pos): return next(i for i, (a, b) in enumerate(sentences) if a <= pos < b)
     def nearest(pos, before, sent):
-        pool = [m for m in mentions if sentence_of(m["span"][0]) == sent and not m["plural"] and ((m["span"][1] <= pos) if before else (m["span"][0] >= pos))]
+        pool = [m for m in mentions if sentence_of(m["span"][0]) == sent and not m["plural"]
+                and ((m["span"][1] <= pos) if before else (m["span"][0] >= pos))]
         return (pool[-1] if before else pool[0]) if pool else None
     relations, regions = [], []
     for m in REL_RE.finditer(text):
@@ -561,8 +627,10 @@ def _claims(text:str)->dict:
         a = nearest(m.start(), True, sent) or nearest(m.end(), False, sent)
         if a: regions.append(dict(span=m.span(), obj=a, region=_REGION_OF[m[0].lower()]))
     return dict(mentions=mentions, shapes=[m[1].lower() for m in SHAPE_WORD_RE.finditer(text)],
-                counts=[dict(span=m.span(), n=_NUM_OF[m["num"].lower()], noun=m["noun"]) for m in COUNT_RE.finditer(text)],
-                shape_counts=[dict(span=m.span(), n=_NUM_OF[m["num"].lower()], colour=(m["colour"] or "").lower() or None, shape=m["shape"].lower()) for m in SHAPE_COUNT_RE.finditer(text)],
+                counts=[dict(span=m.span(), n=_NUM_OF[m["num"].lower()], noun=m["noun"])
+                        for m in COUNT_RE.finditer(text)],
+                shape_counts=[dict(span=m.span(), n=_NUM_OF[m["num"].lower()], colour=low(m["colour"]) or None,
+                                   shape=m["shape"].lower()) for m in SHAPE_COUNT_RE.finditer(text)],
                 relations=relations, regions=regions, moods=[_MOOD_OF[m[0].lower()] for m in MOOD_RE.finditer(text)])
 
 # %% ../nbs/13_scenes.ipynb #8fcd4013
@@ -625,11 +693,13 @@ def check_caption(scene:Scene, # the scene graph the caption should describe
     if errors: score = max(0.0, 4.0 - len(errors)) * (1.0 if on_role else 0.5)
     elif not on_role: score = 3.0
     else: score = round(7.0 + 3.0 * min(1.0, len(grounded) / scene.count), 2)
-    reason = "; ".join(errors + ([f"off role: {role_reason}"] if not on_role else [])) or f"accurate and on role ({len(grounded)}/{scene.count} objects named)"
+    off = [f"off role: {role_reason}"] if not on_role else []
+    reason = "; ".join(errors + off) or f"accurate and on role ({len(grounded)}/{scene.count} objects named)"
     return dict(accurate=not errors, on_role=on_role, score=float(score), reason=reason)
 
 # %% ../nbs/13_scenes.ipynb #d88b9c93
-CORRUPTIONS = ("hallucinated_attribute", "hallucinated_object", "wrong_relation", "wrong_count", "off_role", "truncated", "empty")
+CORRUPTIONS = ("hallucinated_attribute", "hallucinated_object", "wrong_relation", "wrong_count", "off_role",
+               "truncated", "empty")
 
 def _replace(text:str, span:tuple[int, int], new:str)->str:
     "Replace `text[span]` with `new`, keeping a leading capital."
@@ -652,24 +722,29 @@ def _corrupt_attribute(scene:Scene, caption:str, rng:random.Random)->tuple[str, 
         text = caption[m["span"][0]:m["span"][1]]
         wrong = [col for col in COLOURS if (col, m["shape"]) not in kinds]
         col = rng.choice(wrong)
-        edits.append((m["span"], re.sub(rf"\b{m['colour']}\b", col, text, count=1, flags=re.I), f"colour of the {m['colour']} {m['shape']} → {col}"))
+        edits.append((m["span"], re.sub(rf"\b{m['colour']}\b", col, text, count=1, flags=re.I),
+                      f"colour of the {m['colour']} {m['shape']} → {col}"))
         if m["size"]:
             new = rng.choice([w for s, ws in SIZE_WORDS.items() if s != m["size"] for w in ws])
-            edits.append((m["span"], re.sub(rf"^{_alt(_SIZE_OF)}\b", new, text, flags=re.I), f"size of the {m['colour']} {m['shape']} → {_SIZE_OF[new]}"))
+            edits.append((m["span"], re.sub(rf"^{_alt(_SIZE_OF)}\b", new, text, flags=re.I),
+                          f"size of the {m['colour']} {m['shape']} → {_SIZE_OF[new]}"))
         if m["texture"]:
             if re.search(rf"\b(?:{_alt(_TEX_NOUN_OF)})$", text, re.I):
                 new = rng.choice([w for t, ws in TEXTURE_NOUN.items() if t != m["texture"] for w in ws])
-                edits.append((m["span"], re.sub(rf"\b(?:{_alt(_TEX_NOUN_OF)})$", new, text, flags=re.I), f"texture of the {m['colour']} {m['shape']} → {_TEX_NOUN_OF[new]}"))
+                edits.append((m["span"], re.sub(rf"\b(?:{_alt(_TEX_NOUN_OF)})$", new, text, flags=re.I),
+                              f"texture of the {m['colour']} {m['shape']} → {_TEX_NOUN_OF[new]}"))
             else:
                 new = rng.choice([w for t, ws in TEXTURE_ADJ.items() if t != m["texture"] for w in ws])
-                edits.append((m["span"], re.sub(rf"\b(?:{_alt(_TEX_ADJ_OF)})\b", new, text, count=1, flags=re.I), f"texture of the {m['colour']} {m['shape']} → {_TEX_ADJ_OF[new]}"))
+                edits.append((m["span"], re.sub(rf"\b(?:{_alt(_TEX_ADJ_OF)})\b", new, text, count=1, flags=re.I),
+                              f"texture of the {m['colour']} {m['shape']} → {_TEX_ADJ_OF[new]}"))
     for m in MOOD_RE.finditer(caption):
         new = rng.choice([w for mood, ws in MOOD_WORDS.items() if mood != scene.mood for w in ws])
         edits.append((m.span(), new, f"mood {_MOOD_OF[m[0].lower()]} → {_MOOD_OF[new]}"))
     if not edits:
         o = rng.choice(scene.objects)
         tex = rng.choice([t for t in TEXTURES if t != o.texture])
-        return _insert(caption, f"{_cap(_a(f'{TEXTURE_ADJ[tex][0]} {o.name}'))} stands out.", rng), f"added the {o.name} as {tex} (it is {o.texture})"
+        bad = _insert(caption, f"{_cap(_a(f'{TEXTURE_ADJ[tex][0]} {o.name}'))} stands out.", rng)
+        return bad, f"added the {o.name} as {tex} (it is {o.texture})"
     span, new, detail = rng.choice(edits)
     return _replace(caption, span, new), detail
 
@@ -682,8 +757,10 @@ def _corrupt_object(scene:Scene, caption:str, rng:random.Random)->tuple[str, str
     if mentions and rng.random() < 0.5:
         m = rng.choice(mentions)
         text = caption[m["span"][0]:m["span"][1]]
-        return _replace(caption, m["span"], re.sub(rf"\b{m['shape']}\b", shape, text, count=1, flags=re.I)), f"the {m['colour']} {m['shape']} became a {shape}"
-    sentence = rng.choice([f"There is also {_a(colour + ' ' + shape)} near the edge.", f"{_cap(_a(colour + ' ' + shape))} can be seen as well.",
+        swapped = re.sub(rf"\b{m['shape']}\b", shape, text, count=1, flags=re.I)
+        return _replace(caption, m["span"], swapped), f"the {m['colour']} {m['shape']} became a {shape}"
+    sentence = rng.choice([f"There is also {_a(colour + ' ' + shape)} near the edge.",
+                           f"{_cap(_a(colour + ' ' + shape))} can be seen as well.",
                            f"Nearby, {_a(colour + ' ' + shape)} completes the set."])
     return _insert(caption, sentence, rng), f"added a {colour} {shape}"
 
@@ -694,17 +771,21 @@ def _corrupt_relation(scene:Scene, caption:str, rng:random.Random)->tuple[str, s
     if c["relations"]:
         r = rng.choice(c["relations"])
         new = OPPOSITE[r["rel"]]
-        return _replace(caption, r["span"], rng.choice(REL_PHRASES[new])), f"{r['a']['colour']} {r['a']['shape']} {r['rel']} → {new} {r['b']['colour']} {r['b']['shape']}"
+        detail = f"{r['a']['colour']} {r['a']['shape']} {r['rel']} → {new} {r['b']['colour']} {r['b']['shape']}"
+        return _replace(caption, r["span"], rng.choice(REL_PHRASES[new])), detail
     if c["regions"]:
         r = rng.choice(c["regions"])
         new = rng.choice([reg for reg in REGION_PHRASES if reg != r["region"]])
-        return _replace(caption, r["span"], rng.choice(REGION_PHRASES[new])), f"region of the {r['obj']['colour']} {r['obj']['shape']} → {'-'.join(new)}"
+        detail = f"region of the {r['obj']['colour']} {r['obj']['shape']} → {'-'.join(new)}"
+        return _replace(caption, r["span"], rng.choice(REGION_PHRASES[new])), detail
     objs = scene.objects
     if scene.count == 1:
         new = rng.choice([reg for reg in REGION_PHRASES if reg != objs[0].region])
-        return _insert(caption, f"The {objs[0].name} sits {rng.choice(REGION_PHRASES[new])}.", rng), f"added a false region {'-'.join(new)}"
+        sentence = f"The {objs[0].name} sits {rng.choice(REGION_PHRASES[new])}."
+        return _insert(caption, sentence, rng), f"added a false region {'-'.join(new)}"
     i, rel, j = rng.choice([r for r in scene.relations if r[1] in ("left of", "right of", "above", "below")])
-    return _insert(caption, f"The {objs[i].name} is {rng.choice(REL_PHRASES[OPPOSITE[rel]])} the {objs[j].name}.", rng), f"added a false relation {objs[i].name} {OPPOSITE[rel]} {objs[j].name}"
+    sentence = f"The {objs[i].name} is {rng.choice(REL_PHRASES[OPPOSITE[rel]])} the {objs[j].name}."
+    return _insert(caption, sentence, rng), f"added a false relation {objs[i].name} {OPPOSITE[rel]} {objs[j].name}"
 
 # %% ../nbs/13_scenes.ipynb #22a7f5c8
 def _corrupt_count(scene:Scene, caption:str, rng:random.Random)->tuple[str, str]:
@@ -715,12 +796,15 @@ def _corrupt_count(scene:Scene, caption:str, rng:random.Random)->tuple[str, str]
         if "noun" in x:
             n = rng.choice([k for k in range(1, 8) if k != x["n"]])
             noun = x["noun"].lower().rstrip("s")
-            return _replace(caption, x["span"], f"{NUMBER_WORDS[n]} {noun if n == 1 else noun + 's'}"), f"count {x['n']} → {n}"
+            counted = f"{NUMBER_WORDS[n]} {noun if n == 1 else noun + 's'}"
+            return _replace(caption, x["span"], counted), f"count {x['n']} → {n}"
         n = rng.choice([k for k in range(2, 8) if k != x["n"]])
         colour = f"{x['colour']} " if x["colour"] else ""
-        return _replace(caption, x["span"], f"{NUMBER_WORDS[n]} {colour}{x['shape']}s"), f"{x['shape']} count {x['n']} → {n}"
+        counted = f"{NUMBER_WORDS[n]} {colour}{x['shape']}s"
+        return _replace(caption, x["span"], counted), f"{x['shape']} count {x['n']} → {n}"
     n = rng.choice([k for k in range(1, 8) if k != scene.count])
-    sentence = "There is one object in the picture." if n == 1 else f"There are {NUMBER_WORDS[n]} objects in the picture."
+    sentence = ("There is one object in the picture." if n == 1
+                else f"There are {NUMBER_WORDS[n]} objects in the picture.")
     return _insert(caption, sentence, rng), f"added a false count {n} (true {scene.count})"
 
 # %% ../nbs/13_scenes.ipynb #d480d5d1
@@ -754,9 +838,12 @@ def corrupt_caption(scene:Scene, # the scene the caption describes
 SPLITS = ("train", "val", "test")
 WORLD_VERSION = 1
 LABEL_TASKS = {
-    "count": dict(classes=list(NUMBER_WORDS[1:6]), templates=["a picture of shapes, {} in total.", "the number of objects is {}."]),
-    "shape": dict(classes=list(SHAPES), templates=["a picture whose largest shape is a {}.", "a picture dominated by a big {}."]),
-    "colour": dict(classes=list(COLOURS), templates=["the largest shape in the picture is {}.", "a picture dominated by a big {} shape."]),
+    "count": dict(classes=list(NUMBER_WORDS[1:6]),
+                  templates=["a picture of shapes, {} in total.", "the number of objects is {}."]),
+    "shape": dict(classes=list(SHAPES),
+                  templates=["a picture whose largest shape is a {}.", "a picture dominated by a big {}."]),
+    "colour": dict(classes=list(COLOURS),
+                   templates=["the largest shape in the picture is {}.", "a picture dominated by a big {} shape."]),
     "mood": dict(classes=list(MOODS), templates=["a {} scene.", "a picture with a {} mood."]),
 }
 
@@ -767,7 +854,8 @@ def assign_splits(n:int, # number of scenes
                  )->list[str]:
     "The split (`train`/`val`/`test`) of each of `n` scenes: exact proportions over a seeded shuffle."
     if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"splits={tuple(fractions)}: need three non-negative fractions (train, val, test) summing to 1")
+        raise UserError(f"splits={tuple(fractions)} (--splits) are not three fractions summing to 1; "
+                        "give train,val,test shares such as 0.8,0.1,0.1")
     order = list(range(n)); random.Random(f"split:{seed}").shuffle(order)
     n_train = round(n * fractions[0]); n_val = min(n - n_train, round(n * fractions[1]))
     out = [""] * n
@@ -780,7 +868,7 @@ def _check_manifest(path:Path, manifest:dict):
     if path.exists():
         old = json.loads(path.read_text())
         diff = {k: {"on disk": old.get(k), "asked": v} for k, v in manifest.items() if old.get(k) != v}
-        if diff: raise ValueError(f"{path}: this folder already holds a different world {diff}; use another output_dir")
+        if diff: raise UserError(f"the folder already holds a different world {diff}, {path}; use another --output_dir")
     else: atomic_write_json(path, manifest)
 
 # %% ../nbs/13_scenes.ipynb #c1237d09
@@ -792,11 +880,12 @@ def write_world(output_dir:str|Path, # the world's folder (created if missing)
                 threads:int=8, # image writers (rendering is fast; fsync waits overlap)
                )->dict[str, Path]:
     "Write a synthetic world (images, ShareGPT4V JSON, caption store, scene graphs, labels); returns its paths."
-    if n_images < 1: raise ValueError(f"n_images={n_images}: need at least one scene")
-    if image_size < 16: raise ValueError(f"image_size={image_size}: images must be at least 16 pixels wide")
+    if n_images < 1: raise UserError(f"n_images={n_images} (--n_images) leaves the world empty; ask for one or more")
+    if image_size < 16: raise UserError(f"image_size={image_size} (--image_size) is too small; use 16 pixels or more")
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    paths = dict(root=out, manifest=out/"world.json", images=out/"images", sharegpt4v=out/"sharegpt4v.json",
-                 captions=out/"captions", scenes=out/"scenes.jsonl", labels=out/"labels.json")
+    paths = dict(root=out, manifest=out/"world.json", images=out/"images", train_images=out/"images"/"train",
+                 sharegpt4v=out/"sharegpt4v.json", captions=out/"captions", scenes=out/"scenes.jsonl",
+                 labels=out/"labels.json")
     _check_manifest(paths["manifest"], dict(version=WORLD_VERSION, seed=seed, n_images=n_images, image_size=image_size,
                                             splits=list(splits), image_root="images", engine="oracle"))
     split = assign_splits(n_images, seed, splits)
@@ -805,6 +894,7 @@ def write_world(output_dir:str|Path, # the world's folder (created if missing)
     todo = [i for i, rel in enumerate(image_ids) if not (paths["images"]/rel).exists()]
     def write_image(i): atomic_write_bytes(paths["images"]/image_ids[i], png_bytes(render_scene(scenes[i], image_size)))
     with ThreadPoolExecutor(max(1, threads)) as pool: list(pool.map(write_image, todo))
+    report_progress(f"{n_images} images drawn")
 
     captions = {(i, k): oracle_caption(sc, k, seed) for i, sc in enumerate(scenes) for k in WRITERS}
     store = RecordStore(paths["captions"])
@@ -815,13 +905,15 @@ def write_world(output_dir:str|Path, # the world's folder (created if missing)
                for (i, k), cap in captions.items() if (image_ids[i], k, prompt_ids[k]) not in done]
     with store: store.append(records)
     store.consolidate()
+    report_progress(f"{n_images} images drawn and captioned")
 
     atomic_write_json(paths["sharegpt4v"], [
         {"id": f"{scenes[i].id}-{k}", "image": image_ids[i], "role": k, "split": split[i],
          "conversations": [{"from": "human", "value": "<image>\n" + ROLES[k].prompt}, {"from": "gpt", "value": cap}]}
         for (i, k), cap in captions.items()], indent=None)
-    atomic_write_text(paths["scenes"], "".join(json.dumps(dict(image_id=image_ids[i], split=split[i], labels=sc.labels, scene=sc.to_dict())) + "\n"
-                                               for i, sc in enumerate(scenes)))
+    rows = [dict(image_id=image_id, split=s, labels=sc.labels, scene=sc.to_dict())
+            for image_id, s, sc in zip(image_ids, split, scenes)]
+    atomic_write_text(paths["scenes"], "".join(json.dumps(r) + "\n" for r in rows))
     atomic_write_json(paths["labels"], LABEL_TASKS)
     return paths
 
@@ -831,8 +923,8 @@ def read_world(output_dir:str|Path, # a folder written by `write_world`
     "One row per image: `image_id`, `image_path`, `split`, the class labels and the `Scene` itself."
     path = Path(output_dir)/"scenes.jsonl"
     if not path.exists(): raise FileNotFoundError(f"{path}: not found; write the world first (write_world or rsc-scenes)")
-    rows = [dict(image_id=r["image_id"], image_path=str(Path(output_dir)/"images"/r["image_id"]), split=r["split"], **r["labels"],
-                 scene=Scene.from_dict(r["scene"])) for r in read_jsonl(path)]
+    rows = [dict(image_id=r["image_id"], image_path=str(Path(output_dir)/"images"/r["image_id"]), split=r["split"],
+                 **r["labels"], scene=Scene.from_dict(r["scene"])) for r in read_jsonl(path)]
     return pd.DataFrame(rows)
 
 # %% ../nbs/13_scenes.ipynb #f2b9e1b4
@@ -845,24 +937,57 @@ def load_scenes(path:str|Path, # a world folder, or its `scenes.jsonl`
     return {r["image_id"]: Scene.from_dict(r["scene"]) for r in read_jsonl(path)}
 
 # %% ../nbs/13_scenes.ipynb #7ec7ad9b
-def main(argv:Sequence[str]|None=None):
-    "The `rsc-scenes` command: write a synthetic world and print a summary."
-    p = argparse.ArgumentParser(prog="rsc-scenes", description="Write the embedded synthetic scene world: images, ShareGPT4V JSON, oracle captions, scene graphs and labels.")
-    p.add_argument("--output_dir", required=True, help="folder to write the world into")
-    p.add_argument("--n_images", type=int, default=2000, help="number of scenes (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
-    p.add_argument("--image_size", type=int, default=64, help="image side in pixels (default 64)")
-    p.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions (default 0.8,0.1,0.1)")
-    args = p.parse_args(argv)
-    try: splits = tuple(float(x) for x in args.splits.split(","))
-    except ValueError: p.error(f"--splits {args.splits!r}: expected three comma-separated fractions")
+@dataclass
+class ScenesConfig:
+    "Settings of `rsc-scenes` (its flags)."
+    output_dir:str|None=None # the world's folder (created if missing), e.g. data/scenes
+    n_images:int=2000 # number of scenes
+    seed:int=0 # world seed: scenes, splits and caption phrasing
+    image_size:int=64 # image side in pixels
+    splits:tuple[float, ...]=(0.8, 0.1, 0.1) # train, val, test fractions
+
+    def __post_init__(self):
+        if not self.output_dir: raise UserError("no world folder given, --output_dir; pass --output_dir DIR")
+        if self.n_images < 1: raise UserError(f"--n_images must be at least 1, got {self.n_images}; ask for more")
+        if self.image_size < 16: raise UserError(f"--image_size must be at least 16 pixels, got {self.image_size}")
+        assign_splits(0, fractions=self.splits)  # the fractions' check, before any work
+
+# %% ../nbs/13_scenes.ipynb #62284762
+def do_scenes(config:ScenesConfig, # what to write
+             )->dict:
+    "Write the world `config` describes (resuming a partial one); returns a JSON-able summary."
     start = time.time()
-    paths = write_world(args.output_dir, n_images=args.n_images, seed=args.seed, image_size=args.image_size, splits=splits)
+    paths = write_world(config.output_dir, n_images=config.n_images, seed=config.seed, image_size=config.image_size,
+                        splits=config.splits)
     world = read_world(paths["root"])
-    n_caps = len(RecordStore(paths["captions"]).read())
-    by_split = ", ".join(f"{s} {n}" for s, n in world.split.value_counts().reindex(list(SPLITS), fill_value=0).items())
-    print(f"rsc-scenes: {len(world)} scenes ({by_split}) and {n_caps} oracle captions ({len(WRITERS)} roles) "
-          f"at {args.image_size}px, seed {args.seed}, in {time.time() - start:.1f}s")
-    for task, spec in LABEL_TASKS.items():
-        print(f"  {task:7s} " + " ".join(f"{c}:{n}" for c, n in world[task].value_counts().reindex(spec["classes"], fill_value=0).items()))
-    for name, path in paths.items(): print(f"  {name:11s} {path}")
+    return dict(scenes=len(world), splits=world.split.value_counts().reindex(list(SPLITS), fill_value=0).to_dict(),
+                captions=len(RecordStore(paths["captions"]).read()), roles=list(WRITERS), image_size=config.image_size,
+                seed=config.seed, seconds=round(time.time() - start, 1),
+                labels={task: world[task].value_counts().reindex(spec["classes"], fill_value=0).to_dict()
+                        for task, spec in LABEL_TASKS.items()},
+                paths={k: str(p) for k, p in paths.items()})
+
+# %% ../nbs/13_scenes.ipynb #fb6b993b
+def _describe_world(r:dict)->str:
+    "The human summary line of `rsc-scenes`: what was written and how to caption its training split."
+    by_split = ", ".join(f"{s} {n}" for s, n in r["splits"].items())
+    return (f"{r['scenes']} scenes ({by_split}) and {r['captions']} oracle captions ({len(r['roles'])} roles) at "
+            f"{r['image_size']}px, seed {r['seed']}, in {r['seconds']}s: {r['paths']['root']}; caption the training "
+            f"split with rsc-caption --image_dir {r['paths']['train_images']}")
+
+# %% ../nbs/13_scenes.ipynb #e6c044e6
+def scenes_parser()->CommandParser:
+    "The `rsc-scenes` flags, one per `ScenesConfig` field."
+    return add_config_flags(CommandParser("rsc-scenes", description="Write the embedded synthetic scene world: images "
+                                          "(images/train, images/val, images/test), ShareGPT4V JSON, oracle captions, "
+                                          "scene graphs and labels."), ScenesConfig)
+
+# %% ../nbs/13_scenes.ipynb #b9ceec60
+def main(argv:Sequence[str]|None=None):
+    "`rsc-scenes`: write a synthetic world and print a summary."
+    sys.exit(run_command(scenes_parser(), lambda a: do_scenes(config_from_args(ScenesConfig, a)), argv,
+                         _describe_world))
+
+# %% ../nbs/13_scenes.ipynb #45c76626
+#| eval: false
+if __name__ == "__main__": main()

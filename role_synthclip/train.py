@@ -4,35 +4,46 @@
 
 # %% ../nbs/12_train.ipynb #d226d5bc
 from __future__ import annotations
-import argparse, contextlib, dataclasses, json, math, os, shutil, sys, time, warnings
-from dataclasses import dataclass, field, fields, asdict
+import argparse, contextlib, json, math, os, pickle, shutil, sys, time
+from collections import Counter
+from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
+from typing import Callable, Sequence
 
 import pandas as pd
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
 
-from .core import add_config_flags, set_seed, atomic_write_json, atomic_write_text, utcnow
+from .core import (CommandParser, UserError, add_config_flags, atomic_write_json, atomic_write_text,
+                                 report_progress, run_command, set_seed, utcnow)
 from .data import ImageCaptions, make_loader, clip_transform
-from .longclip import create_model, build_model, save_model
+from .longclip import OPENCLIP_NAMES, create_model, build_model, save_model
 from .loss import MultiPosClipLoss, OfficialMultiPosLoss, ClipLoss
 
 # %% auto #0
-__all__ = ['LOSSES', 'OFFICIAL_RECIPE', 'RECIPES', 'TrainConfig', 'write_recipe', 'load_config', 'no_decay', 'make_optimizer',
-           'make_scheduler', 'forward_loss', 'optimizer_step', 'checkpoint_dirs', 'save_checkpoint', 'find_checkpoint',
-           'tracker_kwargs', 'EvalHook', 'read_metrics', 'shardable_logit_scale', 'unsharded_model', 'train',
-           'build_parser', 'config_from_args', 'main', 'run_notebook']
-
-# %% ../nbs/12_train.ipynb #32acaa68
-LOSSES = {"multipos": MultiPosClipLoss, "official": OfficialMultiPosLoss, "clip": ClipLoss}
+__all__ = ['LOSSES', 'MODEL_TYPES', 'PRECISIONS', 'TRACKERS', 'OFFICIAL_RECIPE', 'RECIPES', 'RUN_INDEPENDENT', 'RUN_FILES',
+           'TrainConfig', 'write_recipe', 'load_config', 'no_decay', 'make_optimizer', 'make_scheduler', 'forward_loss',
+           'optimizer_step', 'checkpoint_dirs', 'discard', 'save_checkpoint', 'find_checkpoint', 'clean_stale_temp',
+           'config_changes', 'trim_log', 'RunFolder', 'default_workers', 'cpu_bf16_speedup', 'machine_settings',
+           'tracker_kwargs', 'EvalHook', 'read_metrics', 'shardable_logit_scale', 'unsharded_model', 'load_start_model',
+           'run_loader', 'count_steps', 'make_training', 'load_checkpoint', 'Run', 'start_run', 'train', 'train_parser',
+           'train_config', 'main', 'run_notebook']
 
 # %% ../nbs/12_train.ipynb #b3f81a1e
+LOSSES = {"multipos": MultiPosClipLoss, "official": OfficialMultiPosLoss, "clip": ClipLoss}
+MODEL_TYPES = ("tiny", *OPENCLIP_NAMES)
+PRECISIONS = ("auto", "no", "fp16", "bf16")
+TRACKERS = ("tensorboard", "wandb", "swanlab", "none")
+
 @dataclass
 class TrainConfig:
-    "All settings of a training run (the CLI flags of `rsc-train`)."
-    data_path:str="" # pairs: record store folder, shard folder, .parquet/.jsonl/.csv/.json
+    "All settings of a training run (the flags of `rsc-train`); a bad value raises `UserError` naming flag and fix."
+    data_path:str|None=None # training pairs (required): rsc-filter output folder, shards, .parquet/.jsonl/.csv/.json
     output_dir:str="checkpoints/run" # the run folder: config, checkpoints, logs, final model
+    overwrite:bool=False # start over in an output_dir that holds a run (deletes its checkpoints, model and logs)
     image_root:str|None=None # base for relative image paths (default: the data file's folder)
+    roles:str|None=None # train on these roles' captions only: comma-separated keys, as the store records them
     model_type:str="clip-b16" # 'tiny', 'clip-b16', 'clip-l14'
     pretrained:str="none" # 'none', 'openai' or a checkpoint / open_clip / transformers folder
     context_length:int=248 # text positions (Long-CLIP stretch)
@@ -53,65 +64,93 @@ class TrainConfig:
     warmup_steps:int=200 # linear warm-up, in optimizer steps
     grad_accum:int=1 # micro-batches per optimizer step
     grad_clip:float|None=None # clip the global gradient norm to this
-    precision:str="bf16" # 'no', 'fp16', 'bf16' (accelerate mixed precision)
+    precision:str="auto" # 'auto' (GPU: bf16, else fp16; CPU: fp32 unless bf16 measures faster), 'no', 'fp16', 'bf16'
     grad_checkpointing:bool=False # recompute activations in backward (less memory)
     compile:bool=False # torch.compile the model's forward (inductor), in place
     dynamic_padding:bool=True # cut text to the batch's longest caption
-    group_by_length:int=0 # batch images of similar caption length: sort windows of this many global batches (0: off; 50 is typical)
+    group_by_length:int=0 # batch images of similar caption length: sort windows of this many global batches (0: off)
     augment:bool=False # random resized crop (open_clip's train transform) instead of the eval transform
-    workers:int=4 # data loader processes per training process
+    workers:int|None=None # data loader processes per training process (default: from the cores found)
     seed:int=0 # model init, data order, captions, augmentation
     log_every:int=10 # optimizer steps between log lines (the only host syncs)
     save_every:int=1000 # optimizer steps between checkpoints (0: only at the end)
     keep_checkpoints:int=2 # most recent checkpoints kept
-    resume:str|None=None # 'latest' or a checkpoint folder
-    eval_every:int=0 # optimizer steps between zero-shot evaluations (0: none; also run at the end when set)
-    eval_dataset:str="scenes" # a benchmark name of `role_synthclip.evaluate.BENCHMARKS`
-    eval_root:str|None=None # the benchmark's folder (for 'scenes': the world folder)
+    resume:str|None=None # 'latest' or a checkpoint folder (rerunning the same command resumes anyway)
+    eval_every:int=0 # optimizer steps between evaluations on --eval_dataset (0: once, at the end)
+    eval_dataset:str|None=None # a benchmark to evaluate on while training (see rsc-eval; default: none)
+    eval_root:str|None=None # the benchmark's folder
     eval_split:str|None=None # the benchmark's split (default: its own default)
-    max_nonfinite:int=20 # abort after this many skipped (non-finite) steps
+    max_nonfinite:int=20 # stop after this many skipped (non-finite) steps
     report_to:str="tensorboard" # 'tensorboard', 'wandb', 'swanlab', 'none'
-    tracker_mode:str="offline" # wandb / swanlab mode: 'offline' needs no network
+    tracker_mode:str="offline" # wandb / swanlab mode: 'offline' needs no network, 'online'
     project:str="role-synthclip" # tracker project name
     progress:bool=True # show the progress bar (loss, lr, images/s)
 
-    def validate(self)->TrainConfig:
-        "Check values that would otherwise fail deep inside a run; returns self."
-        def bad(name, why): raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {why}")
-        if not self.data_path: bad("data_path", "set the training pairs (--data_path)")
-        if self.loss not in LOSSES: bad("loss", f"choose from {list(LOSSES)}")
-        if self.loss == "clip" and self.captions_per_image != 1: bad("captions_per_image", "--loss clip needs --captions_per_image 1")
-        if self.precision not in ("no", "fp16", "bf16"): bad("precision", "choose 'no', 'fp16' or 'bf16'")
-        if self.report_to not in ("tensorboard", "wandb", "swanlab", "none"): bad("report_to", "choose tensorboard, wandb, swanlab or none")
-        for name in ("batch_size", "captions_per_image", "grad_accum", "log_every"):
-            if getattr(self, name) < 1: bad(name, "must be at least 1")
-        if self.group_by_length < 0: bad("group_by_length", "must be 0 (off) or a number of global batches")
-        if self.resume not in (None, "latest") and not Path(self.resume).is_dir(): bad("resume", "not 'latest' and not a checkpoint folder")
-        if self.eval_every and not self.eval_root: bad("eval_root", "--eval_every needs --eval_root (the benchmark's folder)")
-        return self
-
-# %% ../nbs/12_train.ipynb #9eda1656
-OFFICIAL_RECIPE = dict(model_type="clip-b16", pretrained="openai", context_length=248, batch_size=256, epochs=6,
-                       lr=1e-6, weight_decay=1e-2, warmup_steps=200, precision="bf16", captions_per_image=5, loss="multipos")
-RECIPES = {"official": OFFICIAL_RECIPE}
+    def __post_init__(self):
+        "Refuse a value that would fail deep inside a run: `UserError` naming the flag, the value and the fix."
+        def bad(name, why, fix): raise UserError(f"--{name} {getattr(self, name)!r} {why}; {fix}")
+        if not self.data_path: raise UserError("--data_path is missing; give the training pairs: an rsc-filter or "
+                                               "rsc-caption output folder, or a .parquet/.jsonl/.csv/.json file")
+        if not Path(self.data_path).exists(): bad("data_path", "does not exist", "give rsc-filter's --output_dir")
+        choices = dict(model_type=MODEL_TYPES, loss=tuple(LOSSES), precision=PRECISIONS, report_to=TRACKERS,
+                       tracker_mode=("offline", "online"))
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed: bad(name, "is not known", f"choose one of: {', '.join(allowed)}")
+        if self.pretrained not in ("none", "openai") and not Path(self.pretrained).exists():
+            bad("pretrained", "does not exist", "give 'none', 'openai', a checkpoint file or a model folder")
+        if self.pretrained == "openai" and self.model_type not in OPENCLIP_NAMES:
+            bad("pretrained", f"has no weights for --model_type {self.model_type}", "start from --pretrained none")
+        if not self.lr > 0: bad("lr", "must be > 0", "the paper's recipe uses 1e-6 from OpenAI weights")
+        if not self.eps > 0: bad("eps", "must be > 0", "AdamW's usual values are 1e-8 to 1e-6")
+        for name in ("epochs", "batch_size", "captions_per_image", "min_captions", "grad_accum", "log_every",
+                     "keep_checkpoints"):
+            if getattr(self, name) < 1: bad(name, "must be at least 1", "give a whole number of 1 or more")
+        for name in ("max_steps", "stop_at"):
+            if getattr(self, name) is not None and getattr(self, name) < 1: bad(name, "must be >= 1", "leave it out")
+        for name in ("warmup_steps", "save_every", "eval_every", "group_by_length", "max_nonfinite", "weight_decay"):
+            if getattr(self, name) < 0: bad(name, "must be >= 0", "0 turns it off")
+        if not 0 <= self.label_smoothing < 1: bad("label_smoothing", "must be in [0, 1)", "0 turns it off")
+        if (self.workers or 0) < 0: bad("workers", "must be >= 0", "leave it out to pick from the cores")
+        if not (self.grad_clip or 1) > 0: bad("grad_clip", "must be > 0", "leave it out for no clipping")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            bad("betas", "must be two numbers in [0, 1)", "e.g. --betas 0.9,0.98")
+        if self.loss == "clip" and self.captions_per_image != 1:
+            bad("captions_per_image", "does not fit --loss clip", "it takes one caption: --captions_per_image 1")
+        if self.resume not in (None, "latest") and not (Path(self.resume)/"trainer_state.json").is_file():
+            bad("resume", "is not a checkpoint (no trainer_state.json)", "give 'latest' or a checkpoints/step-* folder")
+        if self.resume and self.overwrite: bad("resume", "contradicts --overwrite", "one starts over, one resumes")
+        if self.eval_every and not self.eval_dataset: bad("eval_every", "needs --eval_dataset", "name a benchmark")
+        if self.eval_dataset is not None:
+            from role_synthclip.eval_data import BENCHMARKS
+            if self.eval_dataset not in BENCHMARKS:
+                bad("eval_dataset", "is not a known benchmark", f"choose one of: {', '.join(BENCHMARKS.names())}")
 
 # %% ../nbs/12_train.ipynb #b5796119
+OFFICIAL_RECIPE = dict(model_type="clip-b16", pretrained="openai", context_length=248, batch_size=256, epochs=6,
+                       lr=1e-6, weight_decay=1e-2, warmup_steps=200, precision="bf16", captions_per_image=5,
+                       loss="multipos")
+RECIPES = {"official": OFFICIAL_RECIPE}
+
 def write_recipe(path:str|Path, # YAML file to write
                  recipe:dict|str="official", # a recipe name or a dict of `TrainConfig` fields
                 )->Path:
     "Write a recipe as YAML, with a comment saying the batch is per process (global = × processes)."
     import yaml
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
-    head = "# rsc-train recipe: TrainConfig fields; batch_size is images per process (8 processes × 256 = 2048 images per step)\n"
+    head = ("# rsc-train recipe: TrainConfig fields; batch_size is images per process"
+            " (8 processes × 256 = 2048 images per step)\n")
     return atomic_write_text(path, head + yaml.safe_dump(dict(recipe), sort_keys=False))
 
 # %% ../nbs/12_train.ipynb #fbd41115
 def load_config(path:str|Path)->dict:
-    "Read a YAML/JSON file of `TrainConfig` fields, rejecting unknown names."
+    "Read a YAML/JSON file of `TrainConfig` fields; an unreadable file or an unknown name is a `UserError`."
     import yaml
-    d = yaml.safe_load(Path(path).read_text()) or {}
+    try: d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"--config {path} is not YAML ({type(e).__name__}); fix it (see write_recipe)") from None
+    if not isinstance(d, dict): raise UserError(f"--config {path} is a {type(d).__name__}; write `name: value` lines")
     unknown = set(d) - {f.name for f in fields(TrainConfig)}
-    if unknown: raise KeyError(f"{path}: unknown TrainConfig field(s) {sorted(unknown)}")
+    if unknown: raise UserError(f"--config {path} names unknown setting(s) {sorted(unknown)}; see rsc-train --help")
     return d
 
 # %% ../nbs/12_train.ipynb #f56afa1d
@@ -123,8 +162,8 @@ def no_decay(name:str, param:torch.Tensor)->bool:
 def make_optimizer(model:nn.Module, # the (unwrapped) model
                    lr:float, weight_decay:float, betas=(0.9, 0.98), eps:float=1e-6,
                   )->torch.optim.AdamW:
-    "Fused AdamW with two groups: decayed matrices, undecayed gains/biases/logit scale (and text positions whose head is frozen)."
-    frozen = getattr(model, "frozen_positions", 0) > 0  # decoupled decay would shrink the frozen rows despite their zero gradient
+    "Fused AdamW: decayed matrices; undecayed gains, biases, logit scale (and text positions whose head is frozen)."
+    frozen = getattr(model, "frozen_positions", 0) > 0  # decay would shrink frozen rows
     skip = lambda n, p: no_decay(n, p) or (frozen and n == "positional_embedding")
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [dict(params=[p for n, p in named if not skip(n, p)], weight_decay=weight_decay),
@@ -166,6 +205,15 @@ def checkpoint_dirs(run_dir:str|Path)->list[Path]:
     d = Path(run_dir)/"checkpoints"
     return sorted(p for p in d.glob("step-*") if p.is_dir() and (p/"trainer_state.json").exists()) if d.is_dir() else []
 
+# %% ../nbs/12_train.ipynb #295d3507
+def discard(path:Path, # a file or folder to delete
+           )->None:
+    "Delete `path` by first renaming it to a hidden `.<name>.<pid>.del` (atomic): a kill never leaves it half there."
+    if not path.exists(): return
+    gone = path.with_name(f".{path.name}.{os.getpid()}.del")
+    os.replace(path, gone)
+    shutil.rmtree(gone) if gone.is_dir() else gone.unlink()
+
 # %% ../nbs/12_train.ipynb #0d6e8947
 def save_checkpoint(accelerator, run_dir:Path, scheduler, state:dict, keep:int=2)->Path:
     "Write a checkpoint atomically (temp folder, rename) and keep the `keep` newest; returns its folder."
@@ -179,28 +227,194 @@ def save_checkpoint(accelerator, run_dir:Path, scheduler, state:dict, keep:int=2
         atomic_write_json(tmp/"trainer_state.json", state)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists(): shutil.rmtree(final)
+        discard(final)  # the same step saved again (a resumed run that stops where it started)
         os.replace(tmp, final)
-        for old in checkpoint_dirs(run_dir)[:-keep]: shutil.rmtree(old)
+        for old in checkpoint_dirs(run_dir)[:-keep]: discard(old)
     accelerator.wait_for_everyone()
     return final
 
 # %% ../nbs/12_train.ipynb #84139748
 def find_checkpoint(run_dir:str|Path, resume:str|None)->Path|None:
-    "The checkpoint to resume from: `None`, the newest in `run_dir` for 'latest' (None if there is none), or a folder."
+    "The checkpoint to resume from: `None`, the newest in `run_dir` for 'latest' (None if none), or a folder."
     if resume is None: return None
     if resume == "latest":
         found = checkpoint_dirs(run_dir)
         return found[-1] if found else None
     path = Path(resume)
-    if not (path/"trainer_state.json").exists(): raise FileNotFoundError(f"{path} is not a complete checkpoint (no trainer_state.json)")
+    if not (path/"trainer_state.json").exists():
+        raise UserError(f"--resume {path} is not a complete checkpoint (no trainer_state.json); give a step-* folder")
     return path
+
+# %% ../nbs/12_train.ipynb #814ef8a4
+def clean_stale_temp(run_dir:str|Path)->list[Path]:
+    "Remove what killed saves left in a run folder (`.step-*.tmp`, `.….del`, atomic-write temp files); returns them."
+    run_dir, stale = Path(run_dir), []
+    for folder in (run_dir, run_dir/"checkpoints", run_dir/"model"):
+        if folder.is_dir(): stale += [p for p in folder.glob(".*") if p.name.endswith((".tmp", ".del"))]
+    for p in stale: shutil.rmtree(p) if p.is_dir() else p.unlink()
+    return sorted(stale)
+
+# %% ../nbs/12_train.ipynb #b90549c7
+RUN_INDEPENDENT = ("output_dir", "overwrite", "resume", "stop_at", "workers", "compile", "grad_checkpointing",
+                   "dynamic_padding", "log_every", "save_every", "keep_checkpoints", "eval_every", "eval_dataset",
+                   "eval_root", "eval_split", "max_nonfinite", "report_to", "tracker_mode", "project", "progress")
+
+def config_changes(old:dict, # settings a run was made with (its `config.json`, or a checkpoint's)
+                   new:dict, # this command's settings
+                  )->dict:
+    "The training settings that differ, `{name: (old, new)}`, in field order; `auto` precision keeps the run's choice."
+    def norm(name, v):
+        if name in ("data_path", "image_root", "pretrained") and v not in (None, "none", "openai"):
+            return str(Path(v).resolve())
+        return json.loads(json.dumps(v))  # tuples and lists, as JSON stores them
+    out = {}
+    for f in fields(TrainConfig):
+        if f.name in RUN_INDEPENDENT: continue
+        a, b = (norm(f.name, d.get(f.name, f.default)) for d in (old, new))
+        if a != b and not (f.name == "precision" and "auto" in (a, b)): out[f.name] = (a, b)
+    return out
+
+# %% ../nbs/12_train.ipynb #06a7bd55
+def trim_log(path:Path, # a JSONL log of `{"step": …}` rows (metrics.jsonl, eval.jsonl)
+             last_step:int, # keep the rows of steps up to this one (0: none)
+            )->int:
+    "Drop rows past `last_step` (and torn lines) atomically, so a resumed run logs each step once; returns how many."
+    if not path.exists(): return 0
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    def kept(line):
+        try: return json.loads(line)["step"] <= last_step
+        except (json.JSONDecodeError, KeyError, TypeError): return False
+    keep = [l for l in lines if kept(l)]
+    if len(keep) < len(lines): atomic_write_text(path, "".join(l + "\n" for l in keep))
+    return len(lines) - len(keep)
+
+RUN_FILES = ("config.json", "result.json", "metrics.jsonl", "eval.jsonl", "checkpoints", "model", "wandb", "swanlog")
+
+def _read_json(path:Path)->dict|None:
+    "A run file's content, None when missing; a damaged one is a `UserError` naming it."
+    if not path.exists(): return None
+    try: return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is damaged ({type(e).__name__}); delete it, or start over with --overwrite") from None
+
+@dataclass
+class RunFolder:
+    "What `--output_dir` holds and how this command goes on: a new run, a resumed one, or a refusal."
+    path:Path # the run folder
+    checkpoint:Path|None=None # the checkpoint this command resumes from
+    step:int=0 # that checkpoint's optimizer step
+    settings:dict|None=None # the settings of the run resumed (its precision is kept for 'auto')
+    start_over:bool=False # delete the run the folder holds first (--overwrite)
+
+    @classmethod
+    def open(cls, cfg:TrainConfig)->RunFolder:
+        "Decide, writing nothing: a finished run, or other settings, is refused (`UserError`) unless `--overwrite`."
+        path = Path(cfg.output_dir)
+        if path.exists() and not path.is_dir(): raise UserError(f"--output_dir {path} is a file; give a folder")
+        held = [n for n in (*RUN_FILES, cfg.project) if (path/n).exists()]
+        if cfg.overwrite: return cls(path, start_over=bool(held))
+        fix = "pass --overwrite to delete it and start over, or choose another --output_dir"
+        result, ran = _read_json(path/"result.json"), _read_json(path/"config.json")
+        if result and result.get("finished"):
+            raise UserError(f"--output_dir {path} holds a finished run (step {result.get('step')} of "
+                            f"{result.get('total_steps')}); {fix}")
+        ckpt = find_checkpoint(path, cfg.resume or ("latest" if held else None))
+        state = _read_json(ckpt/"trainer_state.json") if ckpt else {}
+        made = state.get("config") or (_read_json(ckpt.parent.parent/"config.json") if ckpt else None)
+        if held and ran is None and ckpt is None:
+            raise UserError(f"--output_dir {path} holds {held[0]} of an unknown run; {fix}")
+        for where, settings in ((f"--output_dir {path} holds a run", ran), (f"checkpoint {ckpt} was made", made)):
+            changes = config_changes(settings, asdict(cfg)) if settings is not None else {}
+            if changes:
+                diff = ", ".join(f"{k} {a} → {b}" for k, (a, b) in changes.items())
+                raise UserError(f"{where} with other training settings ({diff}); rerun with its settings to resume, "
+                                f"{fix}")
+        return cls(path, ckpt, state.get("step", 0), made or ran)
+
+    def prepare(self, cfg:TrainConfig)->None:
+        "Make the folder ready (main process): start over if asked, clean killed saves, cut logs to the checkpoint."
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.start_over:
+            for name in (*RUN_FILES, cfg.project): discard(self.path/name)
+        clean_stale_temp(self.path)
+        for log in ("metrics.jsonl", "eval.jsonl"): trim_log(self.path/log, self.step)
+        atomic_write_json(self.path/"config.json", asdict(cfg))
+
+# %% ../nbs/12_train.ipynb #88a0d5a4
+def default_workers(device_type:str, # where training runs: 'cuda', 'cpu', 'mps' …
+                    cores:int, # CPU cores the job may use
+                    processes:int=1, # training processes on this machine, sharing them
+                   )->int:
+    "Loader processes per training process: on a GPU its share of cores (up to 8); on a CPU few (the model uses them)."
+    share = cores // max(processes, 1)
+    if device_type == "cpu": return min(4, share // 4)
+    return max(0, min(8, share - 1))
+
+# %% ../nbs/12_train.ipynb #f22181f0
+def cpu_bf16_speedup(model:nn.Module, # the model about to be trained (weights untouched, gradients cleared)
+                     images:int=8, # images in the probe batch (the run's batch, up to a cap)
+                     captions:int=40, # captions in the probe batch
+                     text_len:int=64, # tokens per caption
+                     repeats:int=2, # timed passes per precision, after one warm-up; the fastest counts
+                    )->float:
+    "fp32's CPU time for one forward and backward pass over bf16 autocast's (> 1: bf16 is faster), on one thread."
+    size = model.visual.image_size if isinstance(model.visual.image_size, int) else model.visual.image_size[0]
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randn(images, 3, size, size, generator=g)
+    text = torch.randint(1, 49406, (captions, text_len), generator=g); text[:, -1] = 49407  # end of text last
+    rows = torch.arange(captions) % images  # each caption scored against its image
+    best, threads = {"no": math.inf, "bf16": math.inf}, torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            for r in range(repeats + 1):
+                for precision in best:
+                    t = time.process_time()
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                        out = model(pixels, text)
+                    logits = out["text_features"].float() @ out["image_features"].float().T
+                    torch.nn.functional.cross_entropy(logits, rows).backward()
+                    if r: best[precision] = min(best[precision], time.process_time() - t)
+    finally:
+        torch.set_num_threads(threads); model.zero_grad(set_to_none=True)
+    return best["no"] / best["bf16"]
+
+# %% ../nbs/12_train.ipynb #6de528c9
+def machine_settings(cfg:TrainConfig, # settings, perhaps with `precision='auto'` and `workers=None`
+                     model:nn.Module, # the model to train (timed on a CPU to decide the precision)
+                     device:torch.device, # where this training process runs
+                     processes:int=1, # training processes on this machine
+                     chosen:dict|None=None, # settings of the run being resumed: its precision is kept
+                    )->tuple[TrainConfig, str]:
+    "The settings with precision and workers decided for this hardware, and the log line that says what and why."
+    precision, why = cfg.precision, "--precision"
+    if precision == "auto" and chosen and chosen.get("precision", "auto") != "auto":
+        precision, why = chosen["precision"], "as the run resumed"
+    elif precision == "auto" and device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        precision, why = ("bf16", "the GPU has bf16") if bf16 else ("fp16", "the GPU has no bf16")
+    elif precision == "auto" and device.type == "cpu":
+        images = min(cfg.batch_size, 32)  # the run's batch shape, capped: the probe costs six passes on one core
+        speedup = cpu_bf16_speedup(model, images, images * cfg.captions_per_image)
+        precision = "bf16" if speedup >= 1.1 else "no"
+        why = f"bf16 autocast measured {speedup:.2f}× fp32's speed on this CPU; it needs 1.1×"
+    elif precision == "auto": precision, why = "no", f"no mixed precision on {device.type}"
+    if precision == "fp16" and device.type == "cpu":
+        raise UserError("--precision fp16 needs a GPU (accelerate has no fp16 loss scaling on a CPU); use bf16 or no")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = default_workers(device.type, cores, processes) if cfg.workers is None else cfg.workers
+    where = f"{cores} cores, {processes} process{'es' if processes > 1 else ''}" if cfg.workers is None else "--workers"
+    shown = "fp32" if precision == "no" else precision
+    note = f"{device.type}: precision {shown} ({why}), {workers} loader workers ({where})"
+    return replace(cfg, precision=precision, workers=workers), note
 
 # %% ../nbs/12_train.ipynb #4580eeeb
 def tracker_kwargs(cfg:TrainConfig)->dict:
     "accelerate `init_trackers` kwargs: offline modes for wandb / swanlab unless asked otherwise."
     if cfg.report_to == "wandb": return {"wandb": {"mode": cfg.tracker_mode, "dir": cfg.output_dir}}
-    if cfg.report_to == "swanlab": return {"swanlab": {"mode": "offline" if cfg.tracker_mode == "offline" else "cloud", "logdir": str(Path(cfg.output_dir)/"swanlog")}}
+    if cfg.report_to == "swanlab":
+        return {"swanlab": {"mode": "offline" if cfg.tracker_mode == "offline" else "cloud",
+                            "logdir": str(Path(cfg.output_dir)/"swanlog")}}
     return {}
 
 # %% ../nbs/12_train.ipynb #7b928914
@@ -215,14 +429,15 @@ class EvalHook:
         if self.sets is None: self.sets = load_benchmark(self.cfg.eval_dataset, self.cfg.eval_root, self.cfg.eval_split)
         out = {}
         for ds in self.sets:
-            r = evaluate(model, self.tokenizer, self.preprocess, ds, device=str(self.device), num_workers=0, progress=False)
+            r = evaluate(model, self.tokenizer, self.preprocess, ds, device=str(self.device), num_workers=0,
+                         progress=False)
             out.update({f"eval/{r['dataset']}/{k}": float(r[k]) for k in select_metrics(r)})
         model.train()
         return out
 
 # %% ../nbs/12_train.ipynb #fc144282
 def read_metrics(run_dir:str|Path)->pd.DataFrame:
-    "The run's logged metrics (`metrics.jsonl`), one row per logged step (a resumed run's last write wins)."
+    "The run's logged metrics (`metrics.jsonl`), one row per logged step."
     path = Path(run_dir)/"metrics.jsonl"
     if not path.exists(): return pd.DataFrame()
     rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
@@ -231,7 +446,8 @@ def read_metrics(run_dir:str|Path)->pd.DataFrame:
 # %% ../nbs/12_train.ipynb #ab0d2ba3
 def shardable_logit_scale(model:nn.Module)->nn.Module:
     "Make `model.logit_scale` 1-D in place (FSDP2 shards no 0-d parameter); returns `model`."
-    model.logit_scale = nn.Parameter(model.logit_scale.detach().reshape(1), requires_grad=model.logit_scale.requires_grad)
+    scale = model.logit_scale
+    model.logit_scale = nn.Parameter(scale.detach().reshape(1), requires_grad=scale.requires_grad)
     return model
 
 # %% ../nbs/12_train.ipynb #9e5eb414
@@ -253,151 +469,286 @@ def _to_device(batch:dict, device)->dict:
     "The batch's tensors on `device` (asynchronous copies from pinned memory)."
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
+def _log(msg:str):
+    "A log line on stderr, from the main process only (stdout carries the command's result)."
+    if int(os.environ.get("RANK", "0")) == 0: print(f"[rsc-train {utcnow()}] {msg}", file=sys.stderr, flush=True)
+
+# %% ../nbs/12_train.ipynb #8a017f37
+def load_start_model(cfg:TrainConfig)->tuple:
+    "`(model, preprocess, tokenizer)` to start from; a `--pretrained` that holds no such model is a `UserError` naming it."
+    try: return create_model(cfg.model_type, cfg.pretrained, cfg.context_length,
+                             freeze_kept_positions=cfg.freeze_kept_positions)
+    except UserError as e:
+        if cfg.pretrained in ("none", "openai"): raise
+        raise UserError(f"--pretrained {cfg.pretrained}: {e}") from None
+
+# %% ../nbs/12_train.ipynb #ccf0611b
+def run_loader(cfg:TrainConfig, # settings (workers decided)
+               table:ImageCaptions, # the run's images and captions
+               accelerator, # the run's `Accelerator` (its num_processes, process_index, device)
+               preprocess:Callable, # the model's image transform
+               tokenizer:Callable, # the model's tokenizer
+               image_size:int|tuple, # the model's input size (for the augmenting transform)
+              )->torch.utils.data.DataLoader:
+    "This process's loader: its slice of each global batch of B images × K captions."
+    transform = clip_transform(image_size, train=True) if cfg.augment else preprocess
+    return make_loader(table, transform, tokenizer, cfg.batch_size, cfg.captions_per_image, accelerator.num_processes,
+                       accelerator.process_index, seed=cfg.seed, workers=cfg.workers,
+                       dynamic_padding=cfg.dynamic_padding, pin_memory=accelerator.device.type == "cuda",
+                       group_by_length=cfg.group_by_length)
+
+# %% ../nbs/12_train.ipynb #11b21cca
+def count_steps(cfg:TrainConfig, batches_per_epoch:int, processes:int)->int:
+    "Optimizer steps of the run: epochs × batches ÷ accumulation, capped by `--max_steps`; none is a `UserError`."
+    total = cfg.epochs * batches_per_epoch // cfg.grad_accum
+    if cfg.max_steps: total = min(total, cfg.max_steps)
+    if total < 1:
+        raise UserError(f"--epochs {cfg.epochs} of {batches_per_epoch} batches (--batch_size {cfg.batch_size} × "
+                        f"{processes} processes) at --grad_accum {cfg.grad_accum} give no optimizer step; "
+                        "lower --grad_accum")
+    return total
+
+# %% ../nbs/12_train.ipynb #499fbaa1
+def make_training(cfg:TrainConfig, # settings
+                  accelerator, # the run's `Accelerator`
+                  model:nn.Module, # the model as created (compiled in place if asked)
+                  total_steps:int, # the schedule's length
+                 )->tuple:
+    "`(prepared model, optimizer, scheduler, loss)`: AdamW, warm-up + cosine, DDP/FSDP wrapping, the loss."
+    if accelerator.is_fsdp2: shardable_logit_scale(model)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps)
+    scheduler = make_scheduler(optimizer, cfg.warmup_steps, total_steps)
+    prepared, optimizer = accelerator.prepare(model, optimizer)
+    if cfg.compile: model.compile()  # in place: state-dict keys (checkpoints) stay those of the eager model
+    loss_fn = LOSSES[cfg.loss](local_loss=cfg.local_loss, label_smoothing=cfg.label_smoothing,
+                               rank=accelerator.process_index, world_size=accelerator.num_processes)
+    return prepared, optimizer, scheduler, loss_fn
+
+# %% ../nbs/12_train.ipynb #ec25056c
+def load_checkpoint(accelerator, # the run's `Accelerator`, model and optimizer prepared
+                    checkpoint:Path, # a `step-*` folder
+                    scheduler, # the run's schedule
+                    sampler, # the run's `GroupedBatchSampler`
+                   )->dict:
+    "Restore weights, optimizer, RNGs, schedule and data position; returns the trainer state. Damage is a `UserError`."
+    try:
+        state = json.loads((checkpoint/"trainer_state.json").read_text())
+        accelerator.load_state(str(checkpoint), load_kwargs={"weights_only": True})
+        scheduler.load_state_dict(torch.load(checkpoint/"scheduler.pt", weights_only=True))
+        sampler.load_state_dict(state["data"])
+    except (OSError, ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as e:
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise UserError(f"checkpoint {checkpoint} cannot be loaded ({type(e).__name__}: {first}); delete it to resume "
+                        "from the one before, or start over with --overwrite") from None
+    return state
+
+# %% ../nbs/12_train.ipynb #5292f896
+def _zero_counters()->dict: return dict(images_seen=0, bad_images=0, nonfinite_steps=0)
+
+@dataclass
+class Run:
+    "A run in progress: what its steps share, and the loop's steps (`micro_step`, `log`, `evaluate`, `save`, `finish`)."
+    cfg:TrainConfig # the effective settings (precision and workers decided)
+    folder:RunFolder # where the run lives and where it resumed from
+    accelerator:object # its `Accelerator`
+    model:nn.Module # prepared (DDP / FSDP / compiled)
+    raw_model:nn.Module # as created: saved and evaluated
+    optimizer:object # the prepared AdamW
+    scheduler:object # warm-up + cosine, stepped once per optimizer step
+    loss_fn:nn.Module # a `ContrastiveLoss`
+    loader:torch.utils.data.DataLoader # this process's batches
+    total_steps:int # optimizer steps of the whole run
+    roles:dict=field(default_factory=dict) # captions per role in the data
+    evaluator:EvalHook|None=None # the in-loop evaluation, if asked for
+    step:int=0 # optimizer steps done
+    saved_step:int=0 # the step of the last checkpoint
+    counters:dict=field(default_factory=_zero_counters) # images seen, bad images, non-finite steps
+
+    def __post_init__(self):
+        dev = self.accelerator.device
+        self.micro, self.last, self.last_eval, self.bar = self.step * self.cfg.grad_accum, {}, {}, None
+        self.nonfinite = torch.tensor(float(self.counters["nonfinite_steps"]), device=dev)
+        self.window = dict(loss=torch.zeros((), device=dev), n=0, text_len=0, t=time.time(), step=self.step, lr=0.0)
+
+    @property
+    def batches_per_epoch(self)->int: return len(self.loader.batch_sampler)
+
+    def micro_step(self, batch:dict)->bool:
+        "Forward and backward one micro-batch; on the last of `grad_accum`, the optimizer step (then True)."
+        cfg, acc, w = self.cfg, self.accelerator, self.window
+        for report in batch["bad_images"]:
+            self.counters["bad_images"] += 1
+            if self.counters["bad_images"] <= 5: _log(f"bad image replaced: {report}")
+        if batch["images"] is None: raise UserError(f"no image of a batch could be read, nor a substitute "
+                                                    f"({batch['bad_images'][:2]}); check --data_path and --image_root")
+        self.micro += 1
+        last_micro = self.micro % cfg.grad_accum == 0
+        batch = _to_device(batch, acc.device)
+        with contextlib.nullcontext() if last_micro else acc.no_sync(self.model):
+            loss = forward_loss(self.model, self.loss_fn, batch)
+            acc.backward(loss / cfg.grad_accum)
+        w["loss"] += loss.detach(); w["n"] += 1; w["text_len"] += batch["text"].shape[1]  # host-side shape: no sync
+        self.counters["images_seen"] += cfg.batch_size * acc.num_processes
+        if not last_micro: return False
+        w["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.nonfinite += optimizer_step(acc, self.model, self.optimizer, self.scheduler, cfg.grad_clip)
+        self.step += 1
+        if self.bar is not None: self.bar.update(1)
+        saved = f"last checkpoint: step {self.saved_step}" if self.saved_step else "no checkpoint yet"
+        report_progress(f"step {self.step} of {self.total_steps} ({saved})")
+        return True
+
+    def log(self)->dict:
+        "The window's mean loss over processes and the step's rates: to `metrics.jsonl` and the trackers."
+        acc, w = self.accelerator, self.window
+        loss = acc.reduce(w["loss"] / w["n"], "mean").item()
+        self.counters["nonfinite_steps"] = int(self.nonfinite.item())
+        images = (self.step - w["step"]) * self.cfg.grad_accum * self.cfg.batch_size * acc.num_processes
+        self.last = dict(step=self.step, epoch=self.micro / self.batches_per_epoch, loss=loss, lr=w["lr"],
+                         images_per_s=images / max(time.time() - w["t"], 1e-9), text_len=w["text_len"] / w["n"],
+                         bad_images=self.counters["bad_images"], nonfinite_steps=self.counters["nonfinite_steps"])
+        acc.log({f"train/{k}": v for k, v in self.last.items() if k != "step"}, step=self.step)
+        if acc.is_main_process:
+            with open(self.folder.path/"metrics.jsonl", "a") as f: f.write(json.dumps(self.last) + "\n")
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{w['lr']:.2e}", img_s=f"{self.last['images_per_s']:.0f}")
+        self.window = dict(loss=w["loss"].zero_(), n=0, text_len=0, t=time.time(), step=self.step, lr=w["lr"])
+        if self.counters["nonfinite_steps"] > self.cfg.max_nonfinite:
+            raise UserError(f"{self.counters['nonfinite_steps']} optimizer steps had a non-finite gradient "
+                            f"(--max_nonfinite {self.cfg.max_nonfinite}); lower --lr or check the data")
+        return self.last
+
+    def evaluate(self)->dict:
+        "Evaluate on `--eval_dataset` (sharded weights gathered): to `eval.jsonl`, the trackers; all processes call it."
+        from accelerate import DistributedType
+        acc = self.accelerator
+        sharded = acc.distributed_type == DistributedType.FSDP
+        model = unsharded_model(acc, self.model, self.raw_model) if sharded else acc.unwrap_model(self.model)
+        if acc.is_main_process:
+            self.last_eval = self.evaluator(model)
+            acc.log(self.last_eval, step=self.step)
+            with open(self.folder.path/"eval.jsonl", "a") as f:
+                f.write(json.dumps({"step": self.step, **self.last_eval}) + "\n")
+            _log(f"eval at step {self.step}: " + ", ".join(f"{k.removeprefix('eval/')}={v:.3f}"
+                                                         for k, v in self.last_eval.items()))
+        acc.wait_for_everyone()
+        return self.last_eval
+
+    def save(self)->Path:
+        "A checkpoint of this step: weights, optimizer, schedule, RNGs, data position, counters and settings."
+        self.counters["nonfinite_steps"] = int(self.nonfinite.item())
+        epoch, batch = divmod(self.micro, self.batches_per_epoch)
+        state = dict(step=self.step, total_steps=self.total_steps, counters=self.counters, saved_at=utcnow(),
+                     data=dict(epoch=epoch, start_batch=batch, seed=self.cfg.seed), config=asdict(self.cfg))
+        path = save_checkpoint(self.accelerator, self.folder.path, self.scheduler, state, self.cfg.keep_checkpoints)
+        self.saved_step = self.step
+        return path
+
+    def finish(self)->dict:
+        "Save the final model once every step is done, write `result.json`, close the trackers; returns the result."
+        acc, path = self.accelerator, self.folder.path
+        if self.bar is not None: self.bar.close()
+        found = checkpoint_dirs(path)
+        result = dict(run_dir=str(path), checkpoint=str(found[-1]) if found else None, step=self.step,
+                      total_steps=self.total_steps, finished=self.step >= self.total_steps,
+                      precision=self.cfg.precision, workers=self.cfg.workers, roles=self.roles, **self.counters,
+                      **{k: v for k, v in self.last.items() if k in ("loss", "lr", "images_per_s")}, **self.last_eval)
+        if result["finished"]:
+            final = unsharded_model(acc, self.model, self.raw_model)
+            if acc.is_main_process: result["model"] = str(save_model(final, path/"model", {"train": asdict(self.cfg)}))
+        if acc.is_main_process: atomic_write_json(path/"result.json", result)
+        acc.end_training()
+        return result
+
+# %% ../nbs/12_train.ipynb #ac2ea33b
+def start_run(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfig`)
+             )->Run:
+    "Everything before the first step: the run folder (refused or resumed), pairs, model, machine settings, optimizer."
+    from accelerate import Accelerator, PartialState
+    from accelerate.utils import broadcast_object_list, parse_flag_from_env
+    from tqdm.auto import tqdm
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig(**config)
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))  # as `Accelerator` reads it: CPU processes
+    folder = RunFolder.open(cfg)  # refuses before anything is written
+    roles = [r.strip() for r in cfg.roles.split(",") if r.strip()] if cfg.roles else None
+    table = ImageCaptions.read(cfg.data_path, image_root=cfg.image_root, min_captions=cfg.min_captions, roles=roles)
+    set_seed(cfg.seed)
+    model, preprocess, tokenizer = load_start_model(cfg)
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
+    cfg, note = machine_settings(cfg, model, state.device, processes, chosen=folder.settings)
+    if state.num_processes > 1: cfg = replace(cfg, precision=broadcast_object_list([cfg.precision])[0])  # main's choice
+    counts = Counter(r for rs in table.roles for r in rs)
+    per_role = ", ".join(f"{k or 'no role'} {n}" for k, n in sorted(counts.items()))
+    start = f"resuming {folder.path} at step {folder.step}" if folder.checkpoint else f"new run in {folder.path}"
+    _log(f"{note}; {len(table)} images, {sum(counts.values())} captions ({per_role}); {start}")
+    state.wait_for_everyone()  # every process has read the folder before the main one changes it
+    if state.is_main_process: folder.prepare(cfg)
+    state.wait_for_everyone()
+    accelerator = Accelerator(mixed_precision=cfg.precision, project_dir=str(folder.path),
+                              log_with=None if cfg.report_to == "none" else cfg.report_to)
+    if cfg.grad_checkpointing: model.set_grad_checkpointing(True)
+    loader = run_loader(cfg, table, accelerator, preprocess, tokenizer, model.visual.image_size)
+    total = count_steps(cfg, len(loader.batch_sampler), accelerator.num_processes)
+    prepared, optimizer, scheduler, loss_fn = make_training(cfg, accelerator, model, total)
+    resumed = {} if folder.checkpoint is None else load_checkpoint(accelerator, folder.checkpoint, scheduler,
+                                                                   loader.batch_sampler)
+    evaluator = EvalHook(cfg, tokenizer, preprocess, accelerator.device) if cfg.eval_dataset else None
+    run = Run(cfg, folder, accelerator, prepared, model, optimizer, scheduler, loss_fn, loader, total, dict(counts),
+              evaluator, step=resumed.get("step", 0), saved_step=resumed.get("step", 0),
+              counters=resumed.get("counters", _zero_counters()))
+    if cfg.report_to != "none":
+        shown = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(cfg).items()}
+        accelerator.init_trackers(cfg.project, config=shown, init_kwargs=tracker_kwargs(cfg))
+    run.bar = tqdm(total=total, initial=run.step, desc="train", dynamic_ncols=True,
+                   disable=not (accelerator.is_main_process and cfg.progress))
+    return run
+
 # %% ../nbs/12_train.ipynb #117b7f54
 def train(config:TrainConfig|dict, # settings (a dict is turned into `TrainConfig`)
          )->dict:
     "Train (or resume) a run; returns its folder, final model, checkpoint and summary metrics."
-    from accelerate import Accelerator, PartialState, DistributedType
-    from tqdm.auto import tqdm
-    cfg = (config if isinstance(config, TrainConfig) else TrainConfig(**config)).validate()
-    run_dir = Path(cfg.output_dir)
-    if cfg.precision == "fp16" and PartialState().device.type == "cpu":  # accelerate would quietly train in fp32
-        raise ValueError("TrainConfig.precision='fp16' needs a GPU (accelerate has no fp16 loss scaling on the CPU); use 'bf16' or 'no'")
-    accelerator = Accelerator(mixed_precision=cfg.precision, log_with=None if cfg.report_to == "none" else cfg.report_to,
-                              project_dir=str(run_dir))
-    main = accelerator.is_main_process
-    def log(msg): accelerator.print(f"[rsc-train {utcnow()}] {msg}")
-    if main: run_dir.mkdir(parents=True, exist_ok=True); atomic_write_json(run_dir/"config.json", asdict(cfg))
-
-    set_seed(cfg.seed)
-    model, preprocess, tokenizer = create_model(cfg.model_type, cfg.pretrained, cfg.context_length, freeze_kept_positions=cfg.freeze_kept_positions)
-    if cfg.grad_checkpointing: model.set_grad_checkpointing(True)
-    table = ImageCaptions.read(cfg.data_path, image_root=cfg.image_root, min_captions=cfg.min_captions)
-    transform = clip_transform(model.visual.image_size, train=True) if cfg.augment else preprocess
-    loader = make_loader(table, transform, tokenizer, cfg.batch_size, cfg.captions_per_image, accelerator.num_processes,
-                         accelerator.process_index, seed=cfg.seed, workers=cfg.workers, dynamic_padding=cfg.dynamic_padding,
-                         pin_memory=accelerator.device.type == "cuda", group_by_length=cfg.group_by_length)
-    sampler = loader.batch_sampler
-    batches_per_epoch = len(sampler)
-    total_steps = cfg.epochs * batches_per_epoch // cfg.grad_accum
-    if cfg.max_steps: total_steps = min(total_steps, cfg.max_steps)
-    if total_steps < 1: raise ValueError(f"{len(table)} images give no optimizer step at batch_size={cfg.batch_size} × {accelerator.num_processes} processes, grad_accum={cfg.grad_accum}")
-    if accelerator.is_fsdp2: shardable_logit_scale(model)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.betas, cfg.eps)
-    scheduler = make_scheduler(optimizer, cfg.warmup_steps, total_steps)
-    raw_model = model
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if cfg.compile: raw_model.compile()  # in place: state-dict keys (checkpoints) stay those of the eager model
-    loss_fn = LOSSES[cfg.loss](local_loss=cfg.local_loss, label_smoothing=cfg.label_smoothing,
-                               rank=accelerator.process_index, world_size=accelerator.num_processes)
-
-    step, counters = 0, dict(images_seen=0, bad_images=0, nonfinite_steps=0)
-    ckpt = find_checkpoint(run_dir, cfg.resume)
-    if ckpt is not None:
-        accelerator.load_state(str(ckpt), load_kwargs={"weights_only": True})
-        scheduler.load_state_dict(torch.load(ckpt/"scheduler.pt", weights_only=True))
-        state = json.loads((ckpt/"trainer_state.json").read_text())
-        step, counters = state["step"], state["counters"]
-        sampler.load_state_dict(state["data"])
-        log(f"resumed from {ckpt} at step {step} (epoch {state['data']['epoch']}, batch {state['data']['start_batch']})")
-    if cfg.report_to != "none":
-        accelerator.init_trackers(cfg.project, config={k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(cfg).items()}, init_kwargs=tracker_kwargs(cfg))
-
-    stop = min(total_steps, cfg.stop_at or total_steps)
-    global_batch = cfg.batch_size * accelerator.num_processes
-    nonfinite = torch.tensor(float(counters["nonfinite_steps"]), device=accelerator.device)
-    loss_sum, n_loss, text_len_sum, t_log, step_log = torch.zeros((), device=accelerator.device), 0, 0, time.time(), step
-    bar = tqdm(total=total_steps, initial=step, disable=not (main and cfg.progress), desc="train", dynamic_ncols=True)
-    last, last_eval = {}, {}
-    evaluate_now = EvalHook(cfg, tokenizer, preprocess, accelerator.device) if cfg.eval_every else None
-    def state_now(micro):
-        counters["nonfinite_steps"] = int(nonfinite.item())
-        return dict(step=step, total_steps=total_steps, counters=counters, saved_at=utcnow(),
-                    data=dict(epoch=micro // batches_per_epoch, start_batch=micro % batches_per_epoch, seed=cfg.seed))
-    model.train()
-    micro = step * cfg.grad_accum
-    while step < stop:
-        sampler.set_epoch(*divmod(micro, batches_per_epoch))
-        for batch in loader:
-            for report in batch["bad_images"]:
-                counters["bad_images"] += 1
-                if counters["bad_images"] <= 5: log(f"bad image replaced: {report}")
-            if batch["images"] is None: raise RuntimeError(f"no image of a batch could be read, nor any substitute: {batch['bad_images'][:3]}; check --data_path / --image_root")
-            micro += 1
-            last_micro = micro % cfg.grad_accum == 0
-            batch = _to_device(batch, accelerator.device)
-            with contextlib.nullcontext() if last_micro else accelerator.no_sync(model):
-                loss = forward_loss(model, loss_fn, batch)
-                accelerator.backward(loss / cfg.grad_accum)
-            loss_sum += loss.detach(); n_loss += 1; text_len_sum += batch["text"].shape[1]  # padded tokens per caption (host-side shape)
-            counters["images_seen"] += global_batch
-            if not last_micro: continue
-            lr_used = optimizer.param_groups[0]["lr"]
-            nonfinite += optimizer_step(accelerator, model, optimizer, scheduler, cfg.grad_clip)
-            step += 1; bar.update(1)
-            if step % cfg.log_every == 0 or step == stop:
-                loss_mean = accelerator.reduce(loss_sum / n_loss, "mean").item()
-                counters["nonfinite_steps"] = int(nonfinite.item())
-                dt = time.time() - t_log
-                last = {"step": step, "epoch": micro / batches_per_epoch, "loss": loss_mean, "lr": lr_used,
-                        "images_per_s": (step - step_log) * cfg.grad_accum * global_batch / max(dt, 1e-9),
-                        "text_len": text_len_sum / n_loss, "bad_images": counters["bad_images"], "nonfinite_steps": counters["nonfinite_steps"]}
-                accelerator.log({f"train/{k}": v for k, v in last.items() if k != "step"}, step=step)
-                if main:
-                    with open(run_dir/"metrics.jsonl", "a") as f: f.write(json.dumps(last) + "\n")
-                bar.set_postfix(loss=f"{loss_mean:.4f}", lr=f"{last['lr']:.2e}", img_s=f"{last['images_per_s']:.0f}")
-                loss_sum.zero_(); n_loss, text_len_sum, t_log, step_log = 0, 0, time.time(), step
-                if counters["nonfinite_steps"] > cfg.max_nonfinite:
-                    raise FloatingPointError(f"{counters['nonfinite_steps']} optimizer steps had a non-finite gradient (limit {cfg.max_nonfinite}); lower the lr or check the data")
-            if cfg.eval_every and (step % cfg.eval_every == 0 or step == total_steps):
-                sharded = accelerator.distributed_type == DistributedType.FSDP
-                eval_model = unsharded_model(accelerator, model, raw_model) if sharded else accelerator.unwrap_model(model)
-                if main:
-                    last_eval = evaluate_now(eval_model)
-                    accelerator.log(last_eval, step=step)
-                    with open(run_dir/"eval.jsonl", "a") as f: f.write(json.dumps({"step": step, **last_eval}) + "\n")
-                    log(f"eval at step {step}: " + ", ".join(f"{k.removeprefix('eval/')}={v:.3f}" for k, v in last_eval.items()))
-                accelerator.wait_for_everyone()
-            if step == stop or (cfg.save_every and step % cfg.save_every == 0):
-                save_checkpoint(accelerator, run_dir, scheduler, state_now(micro), cfg.keep_checkpoints)
-            if step == stop: break
-    bar.close()
-    result = dict(run_dir=str(run_dir), checkpoint=str(checkpoint_dirs(run_dir)[-1]) if checkpoint_dirs(run_dir) else None,
-                  step=step, total_steps=total_steps, finished=step >= total_steps, **counters,
-                  **{k: v for k, v in last.items() if k in ("loss", "lr", "images_per_s")}, **last_eval)
-    if step >= total_steps:
-        final = unsharded_model(accelerator, model, raw_model)
-        if main: result["model"] = str(save_model(final, run_dir/"model", {"train": asdict(cfg)}))
-    if main: atomic_write_json(run_dir/"result.json", result)
-    accelerator.end_training()
-    return result
+    run = start_run(config)
+    cfg, stop = run.cfg, min(run.total_steps, run.cfg.stop_at or run.total_steps)
+    run.model.train()
+    while run.step < stop:
+        run.loader.batch_sampler.set_epoch(*divmod(run.micro, run.batches_per_epoch))
+        for batch in run.loader:
+            if not run.micro_step(batch): continue
+            if run.step % cfg.log_every == 0 or run.step == stop: run.log()
+            if run.evaluator and (run.step == run.total_steps or cfg.eval_every and run.step % cfg.eval_every == 0):
+                run.evaluate()
+            if run.step == stop or (cfg.save_every and run.step % cfg.save_every == 0): run.save()
+            if run.step == stop: break
+    return run.finish()
 
 # %% ../nbs/12_train.ipynb #a658f211
-def build_parser()->argparse.ArgumentParser:
-    "The `rsc-train` argument parser, generated from `TrainConfig` (only flags given are returned)."
-    p = argparse.ArgumentParser(prog="rsc-train", description="Train long-text CLIP on role captions (Role-SynthCLIP).",
-                                argument_default=argparse.SUPPRESS)
+def train_parser()->CommandParser:
+    "The `rsc-train` flags, generated from `TrainConfig` (only flags given are set), plus `--recipe` and `--config`."
+    p = CommandParser("rsc-train", description="Train long-text CLIP on role captions (Role-SynthCLIP).",
+                      argument_default=argparse.SUPPRESS)
     p.add_argument("--recipe", choices=list(RECIPES), help="start from a shipped recipe")
     p.add_argument("--config", help="YAML/JSON file of settings (see write_recipe)")
     return add_config_flags(p, TrainConfig, defaults=False)
 
 # %% ../nbs/12_train.ipynb #4cfe0d1f
-def config_from_args(argv:list[str]|None=None)->TrainConfig:
-    "A `TrainConfig` from command-line arguments (defaults < recipe < config file < flags)."
-    args = vars(build_parser().parse_args(argv))
-    settings = {}
-    if "recipe" in args: settings.update(RECIPES[args.pop("recipe")])
-    if "config" in args: settings.update(load_config(args.pop("config")))
-    settings.update(args)
+def train_config(args:argparse.Namespace, # flags parsed by `train_parser` (only those given are present)
+                )->TrainConfig:
+    "A `TrainConfig` from the flags: defaults < recipe < config file < flags."
+    given = vars(args)
+    settings = dict(RECIPES[given["recipe"]]) if "recipe" in given else {}
+    if "config" in given: settings.update(load_config(given["config"]))
+    settings.update({f.name: given[f.name] for f in fields(TrainConfig) if f.name in given})
     return TrainConfig(**settings)
 
 # %% ../nbs/12_train.ipynb #ca4e4ce1
-def main(argv:list[str]|None=None):
-    "`rsc-train`: train from the command line (launch with `accelerate launch` for several processes)."
-    from accelerate import PartialState
-    result = train(config_from_args(argv))
-    if PartialState().is_main_process: print(json.dumps(result))
-    return result
+def main(argv:Sequence[str]|None=None):
+    "`rsc-train`: train from the command line (under `accelerate launch` for several processes)."
+    def said(r): return (f"{'finished' if r['finished'] else 'stopped at'} step {r['step']} of {r['total_steps']}, "
+                         f"loss {r.get('loss', math.nan):.4f}; run in {r['run_dir']}")
+    out = open(os.devnull, "w") if int(os.environ.get("RANK", "0")) else sys.stdout  # one result: the main process's
+    with contextlib.redirect_stdout(out):
+        status = run_command(train_parser(), lambda a: train(train_config(a)), argv, describe=said)
+    sys.exit(status)
 
 # %% ../nbs/12_train.ipynb #14e3dbeb
 #| eval: false
@@ -412,6 +763,7 @@ def run_notebook(output_dir:str|Path, # the run folder (created); the executed n
     import papermill as pm
     notebook = Path(notebook) if notebook else Path(__file__).resolve().parents[1]/"nbs/experiments/train_run.ipynb"
     if not notebook.exists(): raise FileNotFoundError(f"{notebook}: training notebook not found; pass notebook=")
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(notebook), str(out/"train_run.ipynb"), parameters={**parameters, "output_dir": str(out)}, cwd=str(out))
+    out = Path(output_dir).resolve(); out.mkdir(parents=True, exist_ok=True)  # absolute: the kernel runs inside it
+    pm.execute_notebook(str(notebook), str(out/"train_run.ipynb"), parameters={**parameters, "output_dir": str(out)},
+                        cwd=str(out), progress_bar=False)
     return out/"train_run.ipynb"

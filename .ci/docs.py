@@ -1,0 +1,154 @@
+"""The documentation's kept outputs and pages: refresh them, check they are current, check the rendered pages.
+
+    python .ci/docs.py refresh [NB ...]   execute notebooks (as nbdev_test does, slow cells included) and keep their outputs
+    python .ci/docs.py check              re-execute every notebook that keeps outputs and compare its text outputs
+    python .ci/docs.py pages [OUT]        nbdev_proc_nbs, render each processed page to HTML, assert its figures and tables
+
+Kept outputs are what a cell returns or prints (stdout, results, figures); stderr (warnings, progress bars) is never
+kept. An output that names a scratch path, a memory address or a timing would differ on every run, so `refresh`
+refuses it with the cell named. `check` compares text outputs exactly and figures by count (PNG bytes vary with
+library versions), skipping `slow` and `cuda` cells (their outputs come from `refresh`).
+"""
+import base64, re, subprocess, sys, time
+from pathlib import Path
+
+from execnb.nbio import read_nb, write_nb
+from execnb.shell import CaptureShell
+from fastcore.xtras import working_directory
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT/"nbs"
+SKIP_ALWAYS = {"cuda"}  # no GPU on the machines that refresh or check
+NONDETERMINISTIC = re.compile(r"/tmp/|/work/|/root/|/home/|0x[0-9a-f]{8,}|\d+(\.\d+)? ?(s|ms|sec|seconds)\b elapsed|rsc-[a-z0-9_]{8}")
+# Pages and the figures / tables each must show (a figure is a PNG, a table an HTML or markdown table).
+EXPECT = {
+    "00_core": dict(tables=1),
+    "01_roles": dict(tables=1),
+    "02_loss": dict(figures=1),
+    "03_longclip": dict(figures=1),
+    "05_captioner": dict(tables=1),
+    "06_diversity": dict(figures=2, tables=1),
+    "08_filter": dict(figures=2, tables=1),
+    "11_evaluate": dict(tables=1),
+    "12_train": dict(figures=1),
+    "13_scenes": dict(figures=1, tables=1),
+    "15_pipeline": dict(tables=1),
+}
+
+
+def notebooks()->list[Path]:
+    "Every documentation notebook, in order."
+    return sorted(p for p in NBS.rglob("*.ipynb") if not p.name.startswith("_") and ".ipynb_checkpoints" not in p.parts)
+
+
+def _skip(flags:set):
+    "The cell filter nbdev_test uses: skip markdown, exports, `eval: false` and flagged cells."
+    def no_eval(cell):
+        if cell.cell_type != "code" or "nbdev_export" + "(" in cell.source: return True
+        direc = getattr(cell, "directives_", {}) or {}
+        if direc.get("eval:", [""])[0].lower() == "false": return True
+        return bool(flags & direc.keys())
+    return no_eval
+
+
+def execute(path:Path, flags:set):
+    "Run a notebook like `nbdev_test` does (same shell, same working directory); returns it with outputs."
+    from nbdev.process import NBProcessor
+    from nbdev.frontmatter import FrontmatterProc
+    nb = NBProcessor(path, procs=FrontmatterProc, process=True).nb
+    shell = CaptureShell(path)
+    with working_directory(path.parent): shell.run_all(nb, exc_stop=True, preproc=_skip(flags))
+    return nb
+
+
+def kept(outputs:list)->list:
+    "The outputs a page keeps: no stderr, no execution counts."
+    out = []
+    for o in outputs:
+        if o.get("output_type") == "stream" and o.get("name") != "stdout": continue
+        if o.get("output_type") == "error": raise RuntimeError(f"an error output: {o.get('ename')}: {o.get('evalue')}")
+        o = dict(o); o.pop("execution_count", None)
+        out.append(o)
+    return out
+
+
+def text_of(outputs:list)->list[str]:
+    "The comparable text of outputs: streams and text data; figures as a count marker."
+    parts = []
+    for o in outputs:
+        if o.get("output_type") == "stream": parts.append("".join(o.get("text", "")))
+        data = o.get("data", {})
+        for mime in ("text/markdown", "text/html", "text/plain"):
+            if mime in data: parts.append("".join(data[mime])); break
+        if "image/png" in data: parts.append("<figure>")
+    return parts
+
+
+def refresh(paths:list[Path]):
+    "Execute each notebook with slow cells and keep its outputs (checked for run-specific text)."
+    for path in paths:
+        t0 = time.time()
+        nb = execute(path, SKIP_ALWAYS)
+        raw = read_nb(path)
+        by_id = {c.get("id"): c for c in nb.cells}
+        for cell in raw.cells:
+            if cell.cell_type != "code": continue
+            ran = by_id.get(cell.get("id"))
+            cell.outputs = kept(ran.get("outputs", [])) if ran is not None else []
+            cell.execution_count = None
+            bad = [t for t in text_of(cell.outputs) if NONDETERMINISTIC.search(t)]
+            if bad: sys.exit(f"{path.name}: cell {cell.get('id')} prints run-specific text "
+                             f"({NONDETERMINISTIC.search(bad[0]).group(0)!r}); make its output deterministic")
+        write_nb(raw, path)
+        subprocess.run([str(Path(sys.executable).parent/"nbdev_clean"), "--fname", str(path)], check=True)
+        size = sum(len(base64.b64decode("".join(o["data"]["image/png"]))) for c in raw.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+        print(f"{path.relative_to(ROOT)}: outputs refreshed in {time.time() - t0:.0f} s; figures {size / 1024:.0f} KiB")
+
+
+def check(paths:list[Path])->int:
+    "Re-execute notebooks that keep outputs (slow cells skipped) and compare their text outputs; returns failures."
+    failures = 0
+    for path in paths:
+        raw = read_nb(path)
+        if not any(c.get("outputs") for c in raw.cells if c.cell_type == "code"): continue
+        nb = execute(path, SKIP_ALWAYS | {"slow"})
+        by_id = {c.get("id"): c for c in nb.cells}
+        for cell in raw.cells:
+            ran = by_id.get(cell.get("id"))
+            if cell.cell_type != "code" or ran is None or "slow" in (getattr(ran, "directives_", {}) or {}): continue
+            if "nbdev_export(" in cell.source: continue
+            want, got = text_of(cell.get("outputs", [])), text_of(kept(ran.get("outputs", [])))
+            if want != got:
+                failures += 1
+                print(f"{path.relative_to(ROOT)}: cell {cell.get('id')} output is stale\n  kept: {want!r:.300}\n  now:  {got!r:.300}")
+        print(f"{path.relative_to(ROOT)}: outputs checked")
+    return failures
+
+
+def pages(out:Path)->int:
+    "Process the notebooks as nbdev_docs would, render each page to HTML, and check its figures and tables."
+    from nbconvert import HTMLExporter
+    proc = ROOT/"_proc"
+    subprocess.run([str(Path(sys.executable).parent/"nbdev_proc_nbs")], cwd=ROOT, check=True)
+    out.mkdir(parents=True, exist_ok=True)
+    exporter, failures = HTMLExporter(), 0
+    for path in sorted(proc.rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in path.parts: continue
+        html, _ = exporter.from_filename(str(path))
+        (out/f"{path.stem}.html").write_text(html, encoding="utf-8")
+        figures, tables = html.count("<img src=\"data:image/png"), html.count("<table")
+        want = EXPECT.get(path.stem, {})
+        ok = figures >= want.get("figures", 0) and tables >= want.get("tables", 0)
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {path.stem}: {figures} figures, {tables} tables"
+              + (f" (expected at least {want})" if not ok else ""))
+    return failures
+
+
+if __name__ == "__main__":
+    cmd, args = (sys.argv[1:2] or ["check"])[0], sys.argv[2:]
+    if cmd == "refresh": refresh([Path(a).resolve() for a in args] or notebooks())
+    elif cmd == "check": sys.exit(1 if check(notebooks()) else 0)
+    elif cmd == "pages": sys.exit(1 if pages(Path(args[0]) if args else ROOT/"_docs_check") else 0)
+    else: sys.exit(__doc__)
