@@ -433,26 +433,30 @@ def plot_pr_curves(labels, # teacher keep labels
 
 # %% ../nbs/08_filter.ipynb #3f4f3594
 def plot_score_histograms(scores, # the student's P(keep)
-                          roles:Sequence[str], # role of each pair
+                          groups:Sequence[str], # group of each pair: its role, or e.g. a corruption kind
                           labels=None, # teacher keep labels: the histograms split by them
                           threshold:float|None=None, # drawn as a line
+                          cols:int|None=None, # panels per row; default: all groups in one row
                          ):
-    "One histogram of student scores per role, split into teacher-keep and teacher-reject (a matplotlib Figure)."
+    "One histogram of student scores per group, split into teacher-keep and teacher-reject (a matplotlib Figure)."
     from matplotlib.figure import Figure
-    s, r = np.asarray(scores, float), np.asarray(roles)
-    keys = sorted(set(r))
-    fig = Figure(figsize=(2.4 * len(keys), 2.4)); axes = np.atleast_1d(fig.subplots(1, len(keys), sharey=True))
+    s, g = np.asarray(scores, float), np.asarray(groups)
+    keys = sorted(set(g))
+    cols = min(cols or len(keys), len(keys)); rows = -(-len(keys) // cols)
+    fig = Figure(figsize=(2.4 * cols, 2.4 * rows))
+    axes = fig.subplots(rows, cols, sharey=rows == 1, squeeze=False).ravel()
     bins = np.linspace(0, 1, 21)
     for ax, k in zip(axes, keys):
-        m = r == k
+        m = g == k
         if labels is None: ax.hist(s[m], bins=bins, color="C0")
         else:
             y = np.asarray(labels, bool)
             ax.hist([s[m & y], s[m & ~y]], bins=bins, stacked=True, color=["C2", "C3"],
                     label=["teacher keep", "teacher reject"])
         if threshold is not None: ax.axvline(threshold, color="k", ls="--", lw=1)
-        ax.set(title=k, xlabel="P(keep)")
-    axes[0].set_ylabel("captions")
+        ax.set(title=k.replace("_", " "), xlabel="P(keep)")
+    for ax in axes[len(keys):]: ax.remove()
+    for ax in axes[::cols]: ax.set_ylabel("captions")
     if labels is not None: axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

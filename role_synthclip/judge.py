@@ -264,6 +264,7 @@ class OpenAIJudgeOptions:
                 raise UserError(f"--{name} must be a finite number {bound}, got {v}; fix the flag")
 
 # %% ../nbs/07_judge.ipynb #eac096a6
+@JUDGES.register("openai", options=OpenAIJudgeOptions)
 def openai_judge(input_dir:str|Path|None, # the caption store (unused: an LLM needs only the images its records name)
                  options:OpenAIJudgeOptions, # the server, model, limits and prices
                 )->LLMJudge:
@@ -280,8 +281,6 @@ def openai_judge(input_dir:str|Path|None, # the caption store (unused: an LLM ne
     chat = functools.partial(client.chat, max_tokens=options.max_tokens, temperature=0.0)
     return LLMJudge(chat, options.judge_model, options.price_in_per_1k, options.price_out_per_1k,
                     options.max_concurrency)
-
-JUDGES.register("openai", openai_judge, options=OpenAIJudgeOptions)
 
 # %% ../nbs/07_judge.ipynb #8dd0dfcd
 JUDGMENT_KEY = ("image_id", "role", "prompt_id", "judge", "caption_hash")

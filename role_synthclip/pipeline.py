@@ -21,8 +21,8 @@ from .world import injected_corruption
 # %% auto #0
 __all__ = ['SETTINGS', 'DemoConfig', 'caption_world', 'setting_pairs', 'train_setting', 'injected_caught',
            'filter_world_captions', 'evaluate_world', 'chance_levels', 'claim_table', 'report_tables', 'plot_losses',
-           'report_figures', 'write_report', 'findings', 'run_pipeline', 'pipeline_notebook', 'run_demo', 'demo_parser',
-           'do_demo', 'main']
+           'report_figures', 'write_report', 'findings', 'run_pipeline', 'pipeline_notebook', 'unfinished_run',
+           'run_demo', 'demo_parser', 'do_demo', 'main']
 
 # %% ../nbs/15_pipeline.ipynb #1c28e977
 SETTINGS = {  # name: (caption source, captions per image K, loss)
@@ -106,10 +106,13 @@ def train_setting(name:str, # a key of `SETTINGS`
                   cfg:DemoConfig, # budget and model
                   seed:int, # training seed
                  )->dict:
-    "Train the long-text CLIP on one setting's table; returns the trainer's result."
+    "Train the long-text CLIP on one setting's table (unless an interrupted demo finished it); returns the result."
     from role_synthclip.train import TrainConfig, train
     _, k, loss = SETTINGS[name]
-    result = train(TrainConfig(data_path=str(table), output_dir=str(run_dir/"train"/f"{name}-seed{seed}"),
+    out = run_dir/"train"/f"{name}-seed{seed}"
+    if (out/"result.json").is_file() and (out/"model").is_dir():  # the trainer writes the model once it has finished
+        return json.loads((out/"result.json").read_text()) | ({} if cfg.keep_checkpoints else {"checkpoint": None})
+    result = train(TrainConfig(data_path=str(table), output_dir=str(out),
                                model_type=cfg.model_type, pretrained="none", batch_size=cfg.batch_size,
                                captions_per_image=k, loss=loss, epochs=10_000, max_steps=cfg.steps, lr=cfg.lr,
                                weight_decay=0.1, warmup_steps=max(1, cfg.steps // 10), precision="no",
@@ -343,12 +346,22 @@ def pipeline_notebook()->Path|None:
     nb = Path(__file__).resolve().parent.parent/"nbs"/"15_pipeline.ipynb"
     return nb if nb.exists() else None
 
+# %% ../nbs/15_pipeline.ipynb #1a11ac3e
+def unfinished_run(cfg:DemoConfig, # the job's settings
+                  )->Path|None:
+    "The newest run folder under `cfg.output_dir` made with these settings and stopped before its report, if any."
+    root = Path(cfg.output_dir)
+    runs = sorted((d for d in root.iterdir() if (d/"config.json").is_file()), reverse=True) if root.is_dir() else []
+    return next((d for d in runs if not (d/"metrics.json").exists()
+                 and json.loads((d/"config.json").read_text()) == asdict(cfg)), None)
+
 # %% ../nbs/15_pipeline.ipynb #038a2c9b
 def run_demo(cfg:DemoConfig, # the job's settings
              executed_notebook:bool=True, # run through papermill so the run keeps this notebook, executed
             )->Path:
-    "The main job: a fresh run folder with the report, metrics and (from a checkout) the executed notebook."
-    run_dir = make_run_dir(Path(cfg.output_dir).resolve())  # papermill runs the notebook inside the run folder
+    "The main job: a run folder with the report, metrics and (from a checkout) the executed notebook."
+    run_dir = unfinished_run(cfg) or make_run_dir(cfg.output_dir)  # an interrupted run resumes in its folder
+    run_dir = run_dir.resolve()  # papermill runs the notebook inside the run folder
     nb = pipeline_notebook() if executed_notebook else None
     log = lambda line: print(line, file=sys.stderr, flush=True)  # stdout carries only the command's result
     if nb is None:

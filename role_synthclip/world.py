@@ -36,7 +36,7 @@ class WorldIndex:
                 ):
         self.root = Path(root).resolve()
         if not (self.root/"scenes.jsonl").is_file():
-            raise UserError(f"not a scene world (no scenes.jsonl), --world_dir {root}; give the folder rsc-scenes wrote")
+            raise UserError(f"not a scene world (no scenes.jsonl), --world_dir {root}; give rsc-scenes' --output_dir")
         self.split, self._by = {}, {}
         for r in read_jsonl(self.root/"scenes.jsonl"):
             entry = Scene.from_dict(r["scene"]), r["split"]
