@@ -25,7 +25,7 @@ from .core import text_hash, utcnow
 from .longclip import create_model, encode_images, encode_texts, model_fingerprint
 from .judge import COST_FILE, JUDGES, JUDGMENT_KEY, caption_hash, caption_role, cost_summary, judge_store
 from .judge import read_captions, skip_reason
-from .roles import Role, store_roles
+from .roles import Role, save_store_roles, store_roles
 
 # %% auto #0
 __all__ = ['MIN_JUDGED', 'OUTPUT_KEY', 'binary_metrics', 'roc_auc', 'pr_curve', 'select_threshold', 'cached_embeddings',
@@ -660,12 +660,16 @@ def teacher_verdicts(output_dir:Path)->dict:
 # %% ../nbs/08_filter.ipynb #19946e72
 OUTPUT_KEY = ("image_id", "role", "prompt_id")
 
-def prepare_output(output_dir:Path, state:PartialState):
-    "Clear a previous run's decisions (its judgments, cost ledger, student and embedding cache stay, to be reused)."
+def prepare_output(output_dir:Path, # the filter's output folder
+                   state:PartialState, # this process (the main one does the work)
+                   input_dir:Path|None=None, # the caption store: its role definitions travel to the output
+                  ):
+    "Clear a previous run's decisions (judgments, cost ledger, student, cache stay) and record the input's roles."
     if state.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         for root in (output_dir, output_dir/"rejected"):
             if root.is_dir(): RecordStore(root, key=OUTPUT_KEY).clear()
+        if input_dir is not None: save_store_roles(output_dir, list(store_roles(input_dir, builtin=False).values()))
     state.wait_for_everyone()
 
 def write_decisions(output_dir:Path, # kept pairs go to its store, rejected ones to `rejected/`
@@ -709,7 +713,7 @@ def filter_captions(config:FilterConfig, # the settings (`rsc-filter`'s flags)
     roles = store_roles(config.input_dir)
     valid, skipped = screen_captions(df, roles, f"{config.input_dir}/roles.json")
     judge = None if config.student else make_teacher(config, teacher_options)
-    prepare_output(out, state)
+    prepare_output(out, state, Path(config.input_dir))
     given = load_student(config.student, device) if config.student else None
     encoder, spec = load_filter_encoder(config, given, device)
     report = None
