@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_world.ipynb #20b5098c
 from __future__ import annotations
-import hashlib, json
+import hashlib, json, sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -181,10 +181,10 @@ def _engine_world(config, # the `rsc-caption` settings (`captioner.CaptionConfig
                                  "pass --world_dir DIR (the folder rsc-scenes wrote)")
     world = WorldIndex(root)
     held = world.held_out_under(config.image_dir, options.world_splits) if config.image_dir else {}
-    if held:
-        raise UserError(f"--image_dir {config.image_dir} holds the world's held-out images ({held}), which rsc-eval "
-                        f"--dataset scenes evaluates on; caption the training split with --image_dir "
-                        f"{world.root/'images'/'train'}, or pass --world_splits {','.join(SPLITS)} to caption them too")
+    if held:  # captioned as error records, never as captions: they must not reach training pairs
+        print(f"rsc-caption: note: --image_dir {config.image_dir} holds the world's held-out images ({held}), which "
+              f"rsc-eval --dataset scenes evaluates on: they get error records, not captions; caption "
+              f"{world.root/'images'/'train'} alone, or pass --world_splits {','.join(SPLITS)}", file=sys.stderr)
     unknown = [r.key for r in resolve_roles(config.roles) if r.key not in WRITERS]
     if unknown: raise UserError(f"the oracle writes no {unknown} captions, --roles {config.roles}; "
                                 f"choose among {','.join(WRITERS)}")
