@@ -706,7 +706,8 @@ def add_config_flags(parser:argparse.ArgumentParser, # the command's parser
         if f"--{f.name}" in parser._option_string_actions: continue  # a setting shared with an earlier group
         kind = f.type if isinstance(f.type, str) else f.type.__name__ if isinstance(f.type, type) else str(f.type)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        h = f"{helps.get(f.name) or ''} (default: {default})".replace("%", "%%")  # argparse formats help with %
+        doc = helps.get(f.name) or ''  # a comment that names its default itself is not given a second one
+        h = (doc if "default" in doc else f"{doc} (default: {default})").replace("%", "%%")  # argparse formats with %
         kw = dict(default=default) if defaults else {}
         if "choices" in f.metadata: kw["choices"] = f.metadata["choices"]
         if isinstance(default, bool): group.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, help=h, **kw)

@@ -33,6 +33,7 @@ __all__ = ['METRICS', 'PAPER_TABLES', 'METRIC_NAMES', 'retrieval_recall', 'topk_
 def retrieval_recall(sim, # [n_images, n_texts] similarities (tensor or array)
                      text_to_image, # [n_texts] index of the image each caption belongs to
                      ks:Sequence[int]=(1, 5, 10), # cut-offs
+                     return_hits:bool=False, # also return `hits`: per image and per caption, a hit at 1 (bool lists)
                     )->dict:
     "Image→text and text→image Recall@k in percent; ties count against the target (see the rule above)."
     sim = torch.as_tensor(sim).float()
@@ -52,12 +53,14 @@ def retrieval_recall(sim, # [n_images, n_texts] similarities (tensor or array)
     t2i_rank = (sim >= target[None, :]).sum(0) - 1  # other images scoring >= the caption's own one
     out = {f"i2t_recall@{k}": 100 * (i2t_rank < k).double().mean().item() for k in ks}
     out |= {f"t2i_recall@{k}": 100 * (t2i_rank < k).double().mean().item() for k in ks}
+    if return_hits: out["hits"] = {"i2t@1": (i2t_rank < 1).tolist(), "t2i@1": (t2i_rank < 1).tolist()}
     return out
 
 # %% ../nbs/11_evaluate.ipynb #70fad57a
 def topk_accuracy(logits, # [n_samples, n_classes] scores
                   labels, # [n_samples] true class indices
                   ks:Sequence[int]=(1, 5), # cut-offs (clipped to the number of classes)
+                  return_hits:bool=False, # also return `hits`: `{"top1": [bool per sample]}`
                  )->dict:
     "Top-k accuracy in percent, with the same tie rule as `retrieval_recall` (a tied wrong class ranks above)."
     logits = torch.as_tensor(logits).float()
@@ -65,7 +68,8 @@ def topk_accuracy(logits, # [n_samples, n_classes] scores
     if torch.isnan(logits).any(): raise ValueError("the logits contain NaN")
     target = logits.gather(1, labels[:, None])
     rank = (logits >= target).sum(1) - 1
-    return {f"top{k}": 100 * (rank < k).double().mean().item() for k in ks}
+    out = {f"top{k}": 100 * (rank < k).double().mean().item() for k in ks}
+    return out | ({"hits": {"top1": (rank < 1).tolist()}} if return_hits else {})
 
 # %% ../nbs/11_evaluate.ipynb #ae929a57
 def dataset_fingerprint(ds:RetrievalSet|ClassificationSet, # a loaded benchmark
@@ -186,16 +190,29 @@ def score(ds:RetrievalSet|ClassificationSet, # a loaded benchmark
           images:torch.Tensor, # [n_kept, D] image features
           texts:torch.Tensor, # [n_texts, D] caption features, or [n_classes, D] class embeddings
           kept:torch.Tensor, # [n_kept] index in `ds.images` of each image feature
+          return_hits:bool=False, # also return `hits`, aligned with the benchmark's items (None: left out)
          )->dict:
     "The metrics of one benchmark on its kept images (and, for retrieval, the captions of those)."
+    kept = kept.cpu()
+    def aligned(hits:list, where:torch.Tensor, n:int)->list:  # per-kept-item hits → one entry per benchmark item
+        out = [None] * n
+        for i, h in zip(where.tolist(), hits): out[i] = h
+        return out
     if isinstance(ds, RetrievalSet):
         position = torch.full((len(ds.images),), -1, dtype=torch.long)
-        position[kept.cpu()] = torch.arange(len(kept))
+        position[kept] = torch.arange(len(kept))
         t2i = position[torch.as_tensor(np.asarray(ds.text_to_image), dtype=torch.long)]
         keep = t2i >= 0
-        return retrieval_recall(images @ texts[keep.to(texts.device)].T, t2i[keep], (1, 5, 10))
-    labels = np.asarray(ds.labels)[kept.cpu().numpy()]
-    return topk_accuracy(images @ texts.T, labels, [k for k in (1, 5) if k <= len(ds.classnames)])
+        out = retrieval_recall(images @ texts[keep.to(texts.device)].T, t2i[keep], (1, 5, 10), return_hits)
+        if return_hits:
+            hits = out["hits"]
+            out["hits"] = {"i2t@1": aligned(hits["i2t@1"], kept, len(ds.images)),
+                           "t2i@1": aligned(hits["t2i@1"], keep.nonzero()[:, 0], len(ds.captions))}
+        return out
+    labels = np.asarray(ds.labels)[kept.numpy()]
+    out = topk_accuracy(images @ texts.T, labels, [k for k in (1, 5) if k <= len(ds.classnames)], return_hits)
+    if return_hits: out["hits"] = {"top1": aligned(out["hits"]["top1"], kept, len(ds.images))}
+    return out
 
 # %% ../nbs/11_evaluate.ipynb #6135df1a
 def evaluate(model, # open_clip-style model (encode_image, encode_text)
@@ -209,6 +226,7 @@ def evaluate(model, # open_clip-style model (encode_image, encode_text)
              fingerprint:str|None=None, # model fingerprint; computed when caching and not given
              progress:bool=True, # tqdm bars
              on_bad_image:str="fail", # an undecodable image: 'fail' (raise, naming it) or 'skip' (leave it out, listed)
+             return_hits:bool=False, # add `hits`: per item, a hit at 1 (None for items left out), for paired tests
             )->dict:
     "Score one benchmark: Recall@k both ways for a `RetrievalSet`, top-k accuracy for a `ClassificationSet`."
     device = get_device(device); model = model.eval().to(device)
@@ -236,7 +254,7 @@ def evaluate(model, # open_clip-style model (encode_image, encode_text)
     if skipped and on_bad_image == "fail":
         i = min(skipped); raise _bad_image_error(dataset, dataset.images[i], skipped[i])
     t1 = time.perf_counter()
-    metrics = score(dataset, images["image_features"].to(device), texts["text_features"].to(device), kept)
+    metrics = score(dataset, images["image_features"].to(device), texts["text_features"].to(device), kept, return_hits)
     sizes = {"n_images": len(dataset.images)} | ({"n_texts": len(dataset.captions)} if retrieval
                                                  else {"n_classes": len(dataset.classnames)})
     left_out = [{"index": i, "image": str(dataset.images[i]), "reason": r} for i, r in skipped.items()]

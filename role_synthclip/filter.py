@@ -19,7 +19,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save as save_safetensors
 
 from .core import CommandParser, FilteredRecord, RecordStore, UserError, add_config_flags
-from .core import atomic_write_bytes, atomic_write_json, config_from_args, get_device, report_progress
+from .core import atomic_write_bytes, atomic_write_json, atomic_write_parquet, config_from_args
+from .core import get_device, report_progress
 from .core import run_command, set_seed
 from .core import text_hash, utcnow
 from .longclip import create_model, encode_images, encode_texts, model_fingerprint
@@ -28,13 +29,14 @@ from .judge import read_captions, skip_reason
 from .roles import Role, save_store_roles, store_roles
 
 # %% auto #0
-__all__ = ['MIN_JUDGED', 'OUTPUT_KEY', 'binary_metrics', 'roc_auc', 'pr_curve', 'select_threshold', 'cached_embeddings',
-           'load_encoder', 'embed_rows', 'text_features', 'StudentHead', 'Student', 'score_pairs', 'split_by_image',
-           'StudentData', 'StudentTraining', 'train_student', 'save_student', 'load_student', 'evaluate_scores',
-           'plot_pr_curves', 'plot_score_histograms', 'FilterConfig', 'screen_captions', 'make_teacher',
-           'judged_sample', 'distil_student', 'load_filter_encoder', 'score_captions', 'decide', 'teacher_verdicts',
-           'prepare_output', 'write_decisions', 'filter_summary', 'filter_captions', 'filter_parser', 'run_filter',
-           'main']
+__all__ = ['STUDENT_FORMAT', 'MIN_JUDGED', 'STUDENT_SPLIT', 'OUTPUT_KEY', 'SCORES_FILE', 'binary_metrics', 'roc_auc', 'pr_curve',
+           'select_threshold', 'cached_embeddings', 'load_encoder', 'embed_rows', 'text_features', 'StudentHead',
+           'Student', 'score_pairs', 'split_by_image', 'StudentData', 'StudentTraining', 'train_student',
+           'save_student', 'load_student', 'evaluate_scores', 'plot_pr_curves', 'plot_score_histograms',
+           'length_scores', 'cosine_scores', 'removal_at_clean_keep', 'compare_filters', 'plot_removal_by_kind',
+           'FilterConfig', 'screen_captions', 'make_teacher', 'judged_sample', 'distil_student', 'load_filter_encoder',
+           'score_captions', 'decide', 'teacher_verdicts', 'prepare_output', 'write_decisions', 'score_table',
+           'merge_scores', 'filter_summary', 'filter_captions', 'filter_parser', 'run_filter', 'main']
 
 # %% ../nbs/08_filter.ipynb #d4ad762d
 def binary_metrics(y_true, # teacher labels (1 = keep)
@@ -182,28 +184,51 @@ def text_features(captions:Sequence[str], # captions
 
 # %% ../nbs/08_filter.ipynb #590dfd57
 class StudentHead(nn.Module):
-    "MLP over [img, txt, img⊙txt, cosine, text features, role embedding, role consistency] + linear path → keep logit."
+    "MLP over [img, txt, img⊙txt, role embedding, role probe, scalars] + a linear path over the scalars: keep logit."
     def __init__(self, embed_dim:int, # CLIP embedding width
                  n_roles:int, # size of the role vocabulary
                  role_dim:int=16, # role embedding width
                  hidden:int=64, # MLP width
                  n_text_features:int=3,
-                 dropout:float=0.5):
+                 dropout:float=0.5,
+                 n_ref_images:int=256, # reference images a caption's cosine is compared with
+                 n_ref_texts:int=256, # reference captions (of every role) an image's cosine is compared with, by role
+                ):
         super().__init__()
-        self.embed_dim = embed_dim
-        self.register_buffer("mean", torch.zeros(1 + n_text_features))
-        self.register_buffer("std", torch.ones(1 + n_text_features))
+        self.embed_dim, n_scalars = embed_dim, 3 + n_text_features
+        self.register_buffer("ref_images", torch.zeros(n_ref_images, embed_dim))
+        self.register_buffer("ref_texts", torch.zeros(n_ref_texts, embed_dim))
+        self.register_buffer("ref_text_roles", torch.zeros(n_ref_texts, dtype=torch.long))
+        self.register_buffer("mean", torch.zeros(n_scalars))
+        self.register_buffer("std", torch.ones(n_scalars))
         self.role = nn.Embedding(n_roles, role_dim)
         self.role_probe = nn.Linear(embed_dim, n_roles)  # P(role | caption embedding), trained first
-        n_in = 3 * embed_dim + 1 + n_text_features + role_dim + n_roles + 1
+        n_in = 3 * embed_dim + role_dim + n_roles + n_scalars + 1
         self.mlp = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
-        self.wide = nn.Linear(1 + n_text_features + 1, 1)  # a linear path for the strong scalars: fast, overfits little
+        self.wide = nn.Linear(n_scalars + 1, 1)  # a linear path for the strong scalars: fast, overfits little
 
-    def scalars(self, img, txt, feats):
-        "The unstandardised scalar inputs: image–text cosine and the text features."
-        cosine = (F.normalize(img.float(), dim=-1) * F.normalize(txt.float(), dim=-1)).sum(-1, keepdim=True)
-        return torch.cat([cosine, feats], -1)
+    def set_references(self, images:torch.Tensor, # [n_ref_images, D] image embeddings
+                       texts:torch.Tensor, # [n_ref_texts, D] caption embeddings
+                       roles:torch.Tensor, # [n_ref_texts] role index of each reference caption
+                      ):
+        "Store the reference embeddings (L2-normalised) the cosine is compared with."
+        self.ref_images.copy_(F.normalize(images.float(), dim=-1))
+        self.ref_texts.copy_(F.normalize(texts.float(), dim=-1)); self.ref_text_roles.copy_(roles)
+
+    def scalars(self, img, txt, role, feats):
+        "Unstandardised scalars: cosine, its z-score among reference images, among same-role reference captions; feats."
+        i, t = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)
+        cosine = (i * t).sum(-1, keepdim=True)
+        vs_images = t @ self.ref_images.T  # how well the caption fits other images
+        sd_images = vs_images.std(1, keepdim=True, unbiased=False).clamp_min(1e-2)
+        caption_z = (cosine - vs_images.mean(1, keepdim=True)) / sd_images
+        vs_texts = i @ self.ref_texts.T  # how well the image fits other captions of the same role
+        same = (self.ref_text_roles[None, :] == role[:, None]).float()
+        n = same.sum(1, keepdim=True).clamp_min(1)
+        mu = (vs_texts * same).sum(1, keepdim=True) / n
+        sd = (((vs_texts - mu) ** 2 * same).sum(1, keepdim=True) / n).sqrt().clamp_min(1e-2)
+        return torch.cat([cosine, caption_z.clamp(-10, 10), ((cosine - mu) / sd).clamp(-10, 10), feats], -1)
 
     def role_log_probs(self, txt):
         "log P(role | caption) of the role probe [N, n_roles]."
@@ -213,12 +238,14 @@ class StudentHead(nn.Module):
         scale = self.embed_dim ** 0.5
         i, t = F.normalize(img.float(), dim=-1) * scale, F.normalize(txt.float(), dim=-1) * scale
         lp = self.role_log_probs(txt)
-        scalars = torch.cat([(self.scalars(img, txt, feats) - self.mean) / self.std,
+        scalars = torch.cat([(self.scalars(img, txt, role, feats) - self.mean) / self.std,
                              lp.gather(1, role[:, None]).clamp_min(-10)], -1)
         x = torch.cat([i, t, i * t, self.role(role), lp.exp(), scalars], -1)
         return (self.mlp(x) + self.wide(scalars)).squeeze(-1)
 
 # %% ../nbs/08_filter.ipynb #b9c8be2d
+STUDENT_FORMAT = 2 # the saved student's layout: 2 = a head that holds reference embeddings
+
 @dataclass
 class Student:
     "A trained student: its head, its role vocabulary, the keep threshold and its config (encoder, training report)."
@@ -287,6 +314,8 @@ class StudentTraining:
     hidden:int=64 # MLP width
     role_dim:int=16 # role embedding width
     dropout:float=0.5
+    n_ref_images:int=256 # reference images (from the training split) each caption's cosine is compared with
+    n_ref_texts:int=64 # reference captions per role (training split) each image's cosine is compared with
     patience:int=60 # stop when validation loss has not improved for this many epochs
     cpu_threads:int|None=1 # torch threads while training on CPU (the head is tiny: more threads only add overhead)
     seed:int=0
@@ -343,13 +372,24 @@ def _finish_student(student:Student, data:StudentData, t:StudentTraining, histor
     policy = ({"target_precision": t.target_precision} if t.target_precision is not None else
               {"keep_rate": t.keep_rate} if t.keep_rate is not None else {"best": "f1"})
     student.config = (config or {}) | dict(
-        embed_dim=data.text.shape[1], role_dim=t.role_dim, hidden=t.hidden, dropout=t.dropout, threshold_policy=policy,
+        format=STUDENT_FORMAT, embed_dim=data.text.shape[1], role_dim=t.role_dim, hidden=t.hidden, dropout=t.dropout,
+        n_ref_images=len(student.head.ref_images), n_ref_texts=len(student.head.ref_texts), threshold_policy=policy,
         trained_at=utcnow(), n_train=len(y) - len(va), n_val=len(va), keep_fraction=float(y.float().mean()),
         epochs_run=len(history), best_epoch=int(np.argmin(history)), val_loss=min(history),
         val=binary_metrics(y_va, val_scores >= student.threshold) | {"auroc": roc_auc(y_va, val_scores)})
     return student
 
 # %% ../nbs/08_filter.ipynb #ccb4dec2
+def _pick_references(data:StudentData, r:torch.Tensor, tr:torch.Tensor, t:StudentTraining
+                    )->tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Seeded reference embeddings from the training split: distinct images, and up to `n_ref_texts` captions per role."
+    g = torch.Generator().manual_seed(t.seed)
+    images = data.image_index[tr].unique()
+    images = images[torch.randperm(len(images), generator=g)[:t.n_ref_images]]
+    texts = torch.cat([rows[torch.randperm(len(rows), generator=g)[:t.n_ref_texts]]
+                       for rows in (tr[r[tr] == k] for k in r[tr].unique())])
+    return data.image_table[images], data.text[texts], r[texts]
+
 def train_student(data:StudentData, # the pairs, labels and validation split
                   training:StudentTraining|None=None, # epochs, sizes, threshold policy, seed
                   device:str|None=None, # default: the best available
@@ -364,12 +404,16 @@ def train_student(data:StudentData, # the pairs, labels and validation split
         y, is_val = torch.as_tensor(np.array(data.labels, bool)), torch.as_tensor(np.array(data.is_val, bool))
         _check_labels(y, is_val)
         vocab = sorted(set(data.roles))
-        head = StudentHead(data.text.shape[1], len(vocab), t.role_dim, t.hidden, dropout=t.dropout).to(device)
-        student = Student(head, vocab, 0.5)
-        r, feats, img = student.role_index(data.roles), text_features(data.captions), data.image_table[data.image_index]
+        r = torch.tensor([vocab.index(k) for k in data.roles], dtype=torch.long)
+        feats, img = text_features(data.captions), data.image_table[data.image_index]
         tr, va = torch.nonzero(~is_val).squeeze(1), torch.nonzero(is_val).squeeze(1)
-        scal = head.scalars(img[tr], data.text[tr], feats[tr])
+        refs = _pick_references(data, r, tr, t)
+        head = StudentHead(data.text.shape[1], len(vocab), t.role_dim, t.hidden, dropout=t.dropout,
+                           n_ref_images=len(refs[0]), n_ref_texts=len(refs[1]))
+        head.set_references(*refs)
+        scal = head.scalars(img[tr], data.text[tr], r[tr], feats[tr])
         head.mean.copy_(scal.mean(0)); head.std.copy_(scal.std(0).clamp_min(1e-6))
+        student = Student(head.to(device), vocab, 0.5)
         _fit_role_probe(head, data.text, r, tr, t, device)
         inputs = lambda idx: (img[idx].to(device), data.text[idx].to(device), r[idx].to(device), feats[idx].to(device))
         history = _fit_keep_head(head, inputs, y, tr, va, t, device)
@@ -392,8 +436,13 @@ def load_student(path:str|Path, # a folder written by `save_student`
     path = Path(path)
     if not (path/"student.json").is_file(): raise FileNotFoundError(f"{path}: no student.json (not a saved student)")
     cfg = json.loads((path/"student.json").read_text())
+    if cfg.get("format", 1) != STUDENT_FORMAT:
+        raise UserError(f"the student in {path} has format {cfg.get('format', 1)} (an older rsc-filter's, without "
+                        f"the reference embeddings its cosine is compared with), this version reads format "
+                        f"{STUDENT_FORMAT}; train a new one (rsc-filter without --student)")
     roles, threshold = cfg.pop("roles"), cfg.pop("threshold")
-    head = StudentHead(cfg["embed_dim"], len(roles), cfg["role_dim"], cfg["hidden"], dropout=cfg["dropout"])
+    head = StudentHead(cfg["embed_dim"], len(roles), cfg["role_dim"], cfg["hidden"], dropout=cfg["dropout"],
+                       n_ref_images=cfg["n_ref_images"], n_ref_texts=cfg["n_ref_texts"])
     head.load_state_dict(load_file(str(path/"student.safetensors"))); head.eval().to(device)
     return Student(head, roles, threshold, cfg)
 
@@ -461,12 +510,94 @@ def plot_score_histograms(scores, # the student's P(keep)
     fig.tight_layout()
     return fig
 
+# %% ../nbs/08_filter.ipynb #b1fddca9
+def length_scores(captions:Sequence[str], # captions (None counts as empty)
+                 )->np.ndarray:
+    "The length baseline: words in each caption (longer = keep)."
+    return np.array([len(c.split()) if isinstance(c, str) else 0 for c in captions], float)
+
+# %% ../nbs/08_filter.ipynb #8a269421
+def cosine_scores(image_emb, # [N, D] image embeddings (tensor or array), one row per pair
+                  text_emb, # [N, D] caption embeddings
+                 )->np.ndarray:
+    "The CLIP-cosine baseline: row-wise cosine of the L2-normalised image and caption embeddings [N]."
+    i, t = torch.as_tensor(np.asarray(image_emb, np.float32)), torch.as_tensor(np.asarray(text_emb, np.float32))
+    if i.ndim != 2 or i.shape != t.shape:
+        raise ValueError(f"image_emb {tuple(i.shape)} and text_emb {tuple(t.shape)} must both be [N, D]")
+    return (F.normalize(i, dim=-1) * F.normalize(t, dim=-1)).sum(-1).numpy().astype(float)
+
+# %% ../nbs/08_filter.ipynb #a8688c04
+def _clean_keep_threshold(clean:np.ndarray, # scores of the clean calibration captions
+                          clean_keep:float, # share of them to keep
+                         )->float:
+    "The highest threshold t with mean(clean >= t) >= clean_keep."
+    k = max(1, math.ceil(clean_keep * len(clean) - 1e-9))  # captions that must stay
+    return float(np.sort(clean)[::-1][k - 1])
+
+def removal_at_clean_keep(scores, # [N] higher = keep (any filter's score)
+                          is_error, # [N] bool: the caption is a known error
+                          kinds, # [N] each error's kind (ignored for clean rows)
+                          calib, # [N] bool: calibration rows (the threshold is set on them); the rest are held out
+                          clean_keep:float=0.95, # share of clean calibration captions the threshold keeps
+                         )->pd.DataFrame:
+    "Per error kind and overall, on the held-out rows: n, share of errors removed, share of clean kept, threshold."
+    s, err, cal = np.asarray(scores, float), np.asarray(is_error, bool), np.asarray(calib, bool)
+    kinds = np.asarray(kinds, object)
+    if not len(s) == len(err) == len(kinds) == len(cal):
+        raise ValueError(f"scores, is_error, kinds and calib must have one entry per row; got lengths "
+                         f"{len(s)}, {len(err)}, {len(kinds)}, {len(cal)}")
+    if not 0 < clean_keep <= 1: raise ValueError(f"clean_keep must be in (0, 1], got {clean_keep}")
+    if np.isnan(s).any(): raise ValueError(f"{int(np.isnan(s).sum())} scores are NaN; score every row first")
+    if not (cal & ~err).any(): raise ValueError("no clean caption among the calibration rows: the threshold needs some")
+    if cal.all(): raise ValueError("every row is a calibration row: hold some out (calib=False) to measure on")
+    t = _clean_keep_threshold(s[cal & ~err], clean_keep)
+    s, err, kinds, kept = s[~cal], err[~cal], kinds[~cal], s[~cal] >= t
+    share = lambda m: float(m.mean()) if m.size else float("nan")
+    rows = {str(k): dict(n=int((err & (kinds == k)).sum()), errors_removed=share(~kept[err & (kinds == k)]),
+                         clean_kept=float("nan")) for k in sorted(set(kinds[err].astype(str)))}
+    rows["clean"] = dict(n=int((~err).sum()), errors_removed=float("nan"), clean_kept=share(kept[~err]))
+    rows["overall"] = dict(n=len(s), errors_removed=share(~kept[err]), clean_kept=share(kept[~err]))
+    out = pd.DataFrame.from_dict(rows, orient="index").rename_axis("kind")
+    return out.assign(threshold=t)
+
+# %% ../nbs/08_filter.ipynb #cdca9d99
+def compare_filters(named_scores:dict, # filter name -> [N] scores (higher = keep)
+                    is_error, kinds, calib, # as in `removal_at_clean_keep`, shared by every filter
+                    clean_keep:float=0.95, # share of clean calibration captions each threshold keeps
+                   )->pd.DataFrame:
+    "`removal_at_clean_keep` of each filter on the same rows, stacked: one block per filter (index filter, kind)."
+    if not named_scores: raise ValueError("no filters to compare: give named_scores={name: scores}")
+    return pd.concat({name: removal_at_clean_keep(s, is_error, kinds, calib, clean_keep)
+                      for name, s in named_scores.items()}, names=["filter"])
+
+# %% ../nbs/08_filter.ipynb #a7154c92
+def plot_removal_by_kind(table:pd.DataFrame, # `compare_filters`' result
+                         target:float=0.6, # the removal target, drawn as a line
+                        ):
+    "Bars: share of errors each filter removes per kind and overall, at its clean-keep (a matplotlib Figure)."
+    from matplotlib.figure import Figure
+    removed = table["errors_removed"].unstack("filter").drop(index="clean", errors="ignore")
+    order = [k for k in removed.index if k != "overall"] + ["overall"]
+    removed = removed.loc[order, list(dict.fromkeys(table.index.get_level_values("filter")))]
+    kept = table.xs("overall", level="kind")["clean_kept"]
+    fig = Figure(figsize=(3.4 + 0.9 * len(order), 3.4)); ax = fig.subplots()
+    width, x = 0.8 / removed.shape[1], np.arange(len(order))
+    for j, name in enumerate(removed.columns):
+        ax.bar(x + (j - (removed.shape[1] - 1) / 2) * width, 100 * removed[name], width,
+               label=f"{name} (clean kept {kept[name]:.0%})")
+    ax.axhline(100 * target, color="k", ls="--", lw=1, label=f"target {target:.0%}")
+    ax.set_xticks(x, [k.replace("_", " ") for k in order], rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="errors removed (%)", ylim=(0, 105))
+    ax.set_title("errors removed per kind (held-out captions)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1)); fig.tight_layout()
+    return fig
+
 # %% ../nbs/08_filter.ipynb #5374208c
 @dataclass
 class FilterConfig:
     "Settings of `rsc-filter`: the stores, the student or the teacher that trains one, the encoder."
     input_dir:str|None=None # the caption store to filter (written by rsc-caption); never modified
-    output_dir:str|None=None # kept pairs (records.parquet), rejected/ with reasons, judgments/, student/, summary
+    output_dir:str|None=None # kept pairs (records.parquet), rejected/, judgments/, student/, scores.parquet, summary
     student:str|None=None # a saved student folder; without it the teacher judges captions and a student is trained here
     threshold:float|None=None # keep = P(keep) >= threshold (default: the student's, chosen on validation)
     teacher:str="openai" # the judge that labels captions when a student is trained: openai, or a plug-in's name
@@ -544,6 +675,8 @@ def judged_sample(captions:pd.DataFrame, # the rows that can be filtered (`scree
     return ok
 
 # %% ../nbs/08_filter.ipynb #7f440e21
+STUDENT_SPLIT = {"train": 0.7, "val": 0.15, "test": 0.15} # by image: fit the student, choose its threshold, measure it
+
 def distil_student(verdicts:pd.DataFrame, # the teacher's ok verdicts (`judged_sample`)
                    output_dir:Path, # the student and its figures go here
                    encoder:tuple, # `(model, preprocess, tokenizer)` from `load_encoder`
@@ -555,7 +688,7 @@ def distil_student(verdicts:pd.DataFrame, # the teacher's ok verdicts (`judged_s
                   )->tuple[Student, dict]:
     "Train a student on 70% of the verdicts, threshold it on 15%, measure it on 15%; save it and the figures."
     labels = (verdicts.accurate.astype(bool) & verdicts.on_role.astype(bool)).to_numpy()
-    part = split_by_image(verdicts.image_id.tolist(), (0.7, 0.15, 0.15), config.seed)
+    part = split_by_image(verdicts.image_id.tolist(), tuple(STUDENT_SPLIT.values()), config.seed)
     report_progress(f"embedding the {len(verdicts):,} judged captions")
     table, index, txt = embed_rows(verdicts, encoder, cache_dir, config.batch_size, device)
     fit, test = part < 2, part == 2
@@ -601,8 +734,8 @@ def score_captions(rows:pd.DataFrame, # caption rows the student knows the roles
                    config:FilterConfig, # `batch_size`
                    device:str,
                    shard:str="0", # this process's embedding cache shard
-                  )->tuple[np.ndarray, dict]:
-    "The student's P(keep) of each row, and the timings (embedding seconds, pairs scored per second)."
+                  )->tuple[np.ndarray, np.ndarray, dict]:
+    "The student's P(keep) and the image–caption cosine of each row, and the timings (embedding s, pairs per s)."
     report_progress(f"embedding {len(rows):,} captions")
     t0 = time.perf_counter()
     table, index, txt = embed_rows(rows, encoder, cache_dir, config.batch_size, device, shard=shard)
@@ -611,7 +744,7 @@ def score_captions(rows:pd.DataFrame, # caption rows the student knows the roles
     scores = score_pairs(student.head, table, index, txt, student.role_index(rows.role),
                          text_features(rows.caption.tolist())).numpy()
     t2 = time.perf_counter()
-    return scores, dict(embed_seconds_rank0=round(t1 - t0, 3),
+    return scores, cosine_scores(table[index], txt), dict(embed_seconds_rank0=round(t1 - t0, 3),
                         score_pairs_per_s_rank0=round(len(rows) / max(t2 - t1, 1e-9)))
 
 # %% ../nbs/08_filter.ipynb #314bd4fc
@@ -659,6 +792,7 @@ def teacher_verdicts(output_dir:Path)->dict:
 
 # %% ../nbs/08_filter.ipynb #19946e72
 OUTPUT_KEY = ("image_id", "role", "prompt_id")
+SCORES_FILE = "scores.parquet"
 
 def prepare_output(output_dir:Path, # the filter's output folder
                    state:PartialState, # this process (the main one does the work)
@@ -669,6 +803,7 @@ def prepare_output(output_dir:Path, # the filter's output folder
         output_dir.mkdir(parents=True, exist_ok=True)
         for root in (output_dir, output_dir/"rejected"):
             if root.is_dir(): RecordStore(root, key=OUTPUT_KEY).clear()
+        for old in [output_dir/SCORES_FILE, *output_dir.glob("scores-rank*.parquet")]: old.unlink(missing_ok=True)
         if input_dir is not None: save_store_roles(output_dir, list(store_roles(input_dir, builtin=False).values()))
     state.wait_for_everyone()
 
@@ -678,6 +813,29 @@ def write_decisions(output_dir:Path, # kept pairs go to its store, rejected ones
     "Append this process's decisions to its own shards of the kept and rejected stores."
     with RecordStore(output_dir, key=OUTPUT_KEY) as ks: ks.append(kept)
     with RecordStore(output_dir/"rejected", key=OUTPUT_KEY) as rs: rs.append(rejected)
+
+def score_table(rows:pd.DataFrame, # scored caption rows
+                scores:np.ndarray, cosine:np.ndarray, # the student's P(keep) and the image–caption cosine of each
+                verdicts:dict, # the teacher's verdicts (`teacher_verdicts`)
+                seed:int, # the student's data split seed (`--seed`)
+               )->pd.DataFrame:
+    "Per scored caption: its key and hash, score, cosine, whether the teacher judged it, its image's `STUDENT_SPLIT`."
+    hashes = [caption_hash(c) for c in rows.caption]
+    part = split_by_image(rows.image_id.tolist(), tuple(STUDENT_SPLIT.values()), seed) if len(rows) else []
+    return pd.DataFrame(dict(image_id=rows.image_id, role=rows.role, prompt_id=rows.prompt_id, caption_hash=hashes,
+                             score=np.asarray(scores, float), cosine=np.asarray(cosine, float),
+                             judged=[(i, r, p, h) in verdicts for i, r, p, h in
+                                     zip(rows.image_id, rows.role, rows.prompt_id, hashes)],
+                             split=np.array(list(STUDENT_SPLIT), object)[np.asarray(part, int)]))
+
+def merge_scores(output_dir:Path, # the filter's output folder: every process wrote `scores-rank<k>.parquet` there
+                )->Path:
+    "Join the processes' score tables into `SCORES_FILE` (sorted by key), removing the parts."
+    parts = sorted(output_dir.glob("scores-rank*.parquet"))
+    df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True).sort_values(list(OUTPUT_KEY))
+    path = atomic_write_parquet(output_dir/SCORES_FILE, df.reset_index(drop=True))
+    for p in parts: p.unlink()
+    return path
 
 # %% ../nbs/08_filter.ipynb #2c267ea1
 def filter_summary(config:FilterConfig, # the run's settings
@@ -730,12 +888,18 @@ def filter_captions(config:FilterConfig, # the settings (`rsc-filter`'s flags)
         for r in mine[unknown].to_dict("records")]
     mine = mine[~unknown].reset_index(drop=True)
     threshold = st.threshold if config.threshold is None else config.threshold
-    scores, timing = score_captions(mine, st, encoder, cache, config, device, shard=f"rank{state.process_index}")
-    kept, rejected = decide(mine, scores, threshold, teacher_verdicts(out))
+    scores, cosine, timing = score_captions(mine, st, encoder, cache, config, device, f"rank{state.process_index}")
+    verdicts = teacher_verdicts(out)
+    kept, rejected = decide(mine, scores, threshold, verdicts)
     write_decisions(out, kept, rejected + [_output_row(r, False, float("nan"), None, reason) for r, reason in skipped])
+    atomic_write_parquet(out/f"scores-rank{state.process_index}.parquet",
+                         score_table(mine, scores, cosine, verdicts, config.seed))
     state.wait_for_everyone()
     if not state.is_main_process: return {"process": state.process_index, "n_scored": len(mine)}
+    split = dict(by="image", seed=config.seed, fractions=STUDENT_SPLIT, calibration="val", held_out="test",
+                 trained_here=given is None)
     extra = dict(threshold=threshold, student=str(config.student or out/"student"), encoder=spec,
+                 scores=str(merge_scores(out)), split=split,
                  processes=state.num_processes, **timing, judge=judge.name if judge else None,
                  metrics_vs_teacher=report)
     summary = filter_summary(config, len(df), df.role.dropna().tolist(), extra)

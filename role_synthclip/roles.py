@@ -83,6 +83,12 @@ ROLES:dict[str, Role] = {r.key: r for r in [
          include=("the main subject and the setting",),
          avoid=(_NO_INVENTION,),
          length="one sentence of at most 25 words"),
+    Role("detailed", "Detailed Captioner",
+         "You describe everything visible in the image, in detail and without taking any particular perspective.",
+         include=("every object with its colour, shape, size and texture", "how many objects there are",
+                  "where the objects are relative to each other", "the background"),
+         avoid=(_NO_INVENTION, "interpretation, mood or story"),
+         length="60 to 120 words"),
 ]}
 
 EXPERT_ROLES:tuple[str, ...] = ("details", "context", "composition", "narrative", "emotion")

@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from .core import (CommandParser, UserError, add_config_flags, atomic_write_json, atomic_write_text,
                                  report_progress, run_command, set_seed, utcnow)
 from .data import ImageCaptions, make_loader, clip_transform
-from .longclip import OPENCLIP_NAMES, create_model, build_model, save_model
+from .longclip import OPENCLIP_NAMES, create_model, build_model, model_fingerprint, save_model
 from .loss import MultiPosClipLoss, OfficialMultiPosLoss, ClipLoss
 
 # %% auto #0
@@ -305,6 +305,7 @@ class RunFolder:
     step:int=0 # that checkpoint's optimizer step
     settings:dict|None=None # the settings of the run resumed (its precision is kept for 'auto')
     start_over:bool=False # delete the run the folder holds first (--overwrite)
+    init_fingerprint:str|None=None # the resumed run's fingerprint of the weights it started from (kept on resume)
 
     @classmethod
     def open(cls, cfg:TrainConfig)->RunFolder:
@@ -329,7 +330,7 @@ class RunFolder:
                 diff = ", ".join(f"{k} {a} → {b}" for k, (a, b) in changes.items())
                 raise UserError(f"{where} with other training settings ({diff}); rerun with its settings to resume, "
                                 f"{fix}")
-        return cls(path, ckpt, state.get("step", 0), made or ran)
+        return cls(path, ckpt, state.get("step", 0), made or ran, init_fingerprint=state.get("init_fingerprint"))
 
     def prepare(self, cfg:TrainConfig)->None:
         "Make the folder ready (main process): start over if asked, clean killed saves, cut logs to the checkpoint."
@@ -563,6 +564,7 @@ class Run:
     step:int=0 # optimizer steps done
     saved_step:int=0 # the step of the last checkpoint
     counters:dict=field(default_factory=_zero_counters) # images seen, bad images, non-finite steps
+    init_fingerprint:str="" # `model_fingerprint` of the weights step 1 started from (a resumed run keeps the first)
 
     def __post_init__(self):
         dev = self.accelerator.device
@@ -639,7 +641,8 @@ class Run:
         self.counters["nonfinite_steps"] = int(self.nonfinite.item())
         epoch, batch = divmod(self.micro, self.batches_per_epoch)
         state = dict(step=self.step, total_steps=self.total_steps, counters=self.counters, saved_at=utcnow(),
-                     data=dict(epoch=epoch, start_batch=batch, seed=self.cfg.seed), config=asdict(self.cfg))
+                     data=dict(epoch=epoch, start_batch=batch, seed=self.cfg.seed), config=asdict(self.cfg),
+                     init_fingerprint=self.init_fingerprint)
         path = save_checkpoint(self.accelerator, self.folder.path, self.scheduler, state, self.cfg.keep_checkpoints)
         self.saved_step = self.step
         return path
@@ -651,13 +654,15 @@ class Run:
         found = checkpoint_dirs(path)
         result = dict(run_dir=str(path), checkpoint=str(found[-1]) if found else None, step=self.step,
                       total_steps=self.total_steps, finished=self.step >= self.total_steps,
-                      precision=self.cfg.precision, workers=self.cfg.workers, roles=self.roles, **self.counters,
+                      precision=self.cfg.precision, workers=self.cfg.workers, roles=self.roles,
+                      init_fingerprint=self.init_fingerprint, **self.counters,
                       **{k: v for k, v in self.last.items() if k in ("loss", "lr", "images_per_s")}, **self.last_eval)
         if result["finished"]:
             final = unsharded_model(acc, self.model, self.raw_model)
-            if acc.is_main_process: result["model"] = str(save_model(final, path/"model", {"train": asdict(self.cfg)}))
+            meta = {"train": asdict(self.cfg), "init_fingerprint": self.init_fingerprint}
+            if acc.is_main_process: result["model"] = str(save_model(final, path/"model", meta))
         if acc.is_main_process: atomic_write_json(path/"result.json", result)
-        acc.end_training()
+        with contextlib.redirect_stdout(sys.stderr): acc.end_training()  # trackers talk on stderr, as logs do
         return result
 
 # %% ../nbs/12_train.ipynb #ac2ea33b
@@ -674,6 +679,7 @@ def start_run(config:TrainConfig|dict, # settings (a dict is turned into `TrainC
     table = ImageCaptions.read(cfg.data_path, image_root=cfg.image_root, min_captions=cfg.min_captions, roles=roles)
     set_seed(cfg.seed)
     model, preprocess, tokenizer = load_start_model(cfg)
+    init_fingerprint = folder.init_fingerprint or model_fingerprint(model)  # loaded and stretched, before step 1
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", state.num_processes))
     cfg, note = machine_settings(cfg, model, state.device, processes, chosen=folder.settings)
     if state.num_processes > 1: cfg = replace(cfg, precision=broadcast_object_list([cfg.precision])[0])  # main's choice
@@ -695,10 +701,11 @@ def start_run(config:TrainConfig|dict, # settings (a dict is turned into `TrainC
     evaluator = EvalHook(cfg, tokenizer, preprocess, accelerator.device) if cfg.eval_dataset else None
     run = Run(cfg, folder, accelerator, prepared, model, optimizer, scheduler, loss_fn, loader, total, dict(counts),
               evaluator, step=resumed.get("step", 0), saved_step=resumed.get("step", 0),
-              counters=resumed.get("counters", _zero_counters()))
+              counters=resumed.get("counters", _zero_counters()), init_fingerprint=init_fingerprint)
     if cfg.report_to != "none":
         shown = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in asdict(cfg).items()}
-        accelerator.init_trackers(cfg.project, config=shown, init_kwargs=tracker_kwargs(cfg))
+        with contextlib.redirect_stdout(sys.stderr):  # swanlab prints to stdout: a command keeps that for its result
+            accelerator.init_trackers(cfg.project, config=shown, init_kwargs=tracker_kwargs(cfg))
     run.bar = tqdm(total=total, initial=run.step, desc="train", dynamic_ncols=True,
                    disable=not (accelerator.is_main_process and cfg.progress))
     return run

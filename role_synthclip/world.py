@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .core import RecordStore, UserError, read_jsonl
-from .roles import EXPERT_ROLES, Role, resolve_roles
+from .roles import Role, resolve_roles
 from .scenes import CORRUPTIONS, SPLITS, WRITERS, Scene, check_caption, corrupt_caption
 from .scenes import oracle_caption, read_world
 from .captioner import ENGINES, CaptionEngine, CaptionRequest, Generation
@@ -72,7 +72,8 @@ def corruption_for(image_id:str, # the image
     "The corruption kind injected into this caption, or `None` for a clean one."
     h = int.from_bytes(hashlib.sha256(f"{seed}|{image_id}|{role}".encode()).digest()[:8], "big")
     u, k = (h >> 16) / 2**48, h & 0xFFFF
-    kinds = [x for x in kinds if not (role == "generic" and x == "off_role")]  # a generic caption has no role to leave
+    neutral = role in ("generic", "detailed")  # a plain or a neutral detailed caption has no perspective to leave
+    kinds = [x for x in kinds if not (neutral and x == "off_role")]
     return kinds[k % len(kinds)] if u < frac and kinds else None
 
 # %% ../nbs/14_world.ipynb #3311ea70
@@ -191,23 +192,21 @@ def _engine_world(config, # the `rsc-caption` settings (`captioner.CaptionConfig
     return world
 
 # %% ../nbs/14_world.ipynb #a80663da
+@ENGINES.register("oracle", options=OracleOptions)
 def oracle_engine(config, # the `rsc-caption` settings (`captioner.CaptionConfig`)
                   options:OracleOptions, # the engine's settings
                  )->OracleEngine:
     "The `oracle` caption engine of `rsc-caption`."
     return OracleEngine(_engine_world(config, options), config.seed, options.world_splits)
 
-ENGINES.register("oracle", oracle_engine, options=OracleOptions)
-
 # %% ../nbs/14_world.ipynb #0aa452f0
+@ENGINES.register("noisy-oracle", options=NoisyOracleOptions)
 def noisy_oracle_engine(config, # the `rsc-caption` settings (`captioner.CaptionConfig`)
                         options:NoisyOracleOptions, # the engine's settings
                        )->NoisyOracleEngine:
     "The `noisy-oracle` caption engine of `rsc-caption`."
     return NoisyOracleEngine(_engine_world(config, options), config.seed, options.world_splits, options.corrupt_frac,
                              options.corruptions)
-
-ENGINES.register("noisy-oracle", noisy_oracle_engine, options=NoisyOracleOptions)
 
 # %% ../nbs/14_world.ipynb #e4379ffd
 @dataclass
@@ -242,6 +241,7 @@ def recorded_worlds(input_dir:str|Path, # a caption store
     return sorted({p["world"] for p in params if isinstance(p, dict) and p.get("world")})
 
 # %% ../nbs/14_world.ipynb #ae2cc950
+@JUDGES.register("oracle", options=OracleJudgeOptions)
 def oracle_judge(input_dir:str|Path, # the caption store to judge
                  options:OracleJudgeOptions, # the judge's settings
                 )->OracleJudge:
@@ -258,9 +258,10 @@ def oracle_judge(input_dir:str|Path, # the caption store to judge
                         "holds scenes.jsonl; pass --world_dir DIR (the folder rsc-scenes wrote)")
     return OracleJudge(WorldIndex(root))
 
-JUDGES.register("oracle", oracle_judge, options=OracleJudgeOptions)
-
 # %% ../nbs/14_world.ipynb #413d3342
+@BENCHMARKS.register("scenes", default_split="test", splits=SPLITS, folder=("scenes",),
+                     layout="scenes/scenes.jsonl + scenes/images/{split}/ + scenes/queries.jsonl + scenes/labels.json "
+                            "(written by rsc-scenes)")
 def scene_benchmarks(root:str|Path, # a folder written by `scenes.write_world` (or `rsc-scenes`)
                      split:str="test", # 'train' | 'val' | 'test'
                     )->list:
@@ -271,25 +272,16 @@ def scene_benchmarks(root:str|Path, # a folder written by `scenes.write_world` (
     scenes = scenes[scenes.split == split].reset_index(drop=True)
     if not len(scenes): raise UserError(f"no scene has split={split!r} in {root/'scenes.jsonl'}")
     images = require_all(list(scenes.image_path))
-    caps = RecordStore(require(root/"captions", "caption store")).read()
-    caps = caps[caps.status == "ok"].sort_values("created_at").drop_duplicates(["image_id", "role"], keep="last")
-    caption_of = dict(zip(zip(caps.image_id, caps.role), caps.caption))
-    def queries(roles):
-        texts, t2i = [], []
-        for i, image_id in enumerate(scenes.image_id):
-            for role in roles:
-                if (image_id, role) not in caption_of:
-                    raise UserError(f"no '{role}' caption for {image_id!r} in {root/'captions'}")
-                texts.append(caption_of[image_id, role]); t2i.append(i)
-        return texts, t2i
-    sets = [RetrievalSet("scenes-short", split, images, *queries(["generic"])),
-            RetrievalSet("scenes-long", split, images, *queries(EXPERT_ROLES))]
+    where = root/"queries.jsonl"
+    if not where.is_file(): raise UserError(f"no evaluation queries, {where} is missing (a world written before "
+                                            "queries existed); write the world again with rsc-scenes in a new folder")
+    queries = {r["image_id"]: r for r in read_jsonl(where)}
+    missing = [i for i in scenes.image_id if i not in queries]
+    if missing: raise UserError(f"no query for {missing[0]!r} ({len(missing)} images), {where}; rewrite the world")
+    sets = [RetrievalSet(f"scenes-{length}", split, images, [queries[i][length] for i in scenes.image_id],
+                         list(range(len(scenes)))) for length in ("short", "long")]
     for task, spec in json.loads(require(root/"labels.json", "label tasks").read_text()).items():
         index = {c: i for i, c in enumerate(spec["classes"])}
         labels = [index[v] for v in scenes[task]]
         sets.append(ClassificationSet(f"scenes-{task}", split, images, labels, spec["classes"], spec["templates"]))
     return sets
-
-BENCHMARKS.register("scenes", scene_benchmarks, default_split="test", splits=SPLITS, folder=("scenes",),
-                    layout="scenes/scenes.jsonl + scenes/images/{split}/ + scenes/captions/ + scenes/labels.json "
-                           "(written by rsc-scenes)")
