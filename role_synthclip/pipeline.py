@@ -21,13 +21,13 @@ from .pretrain import POOL_VERSION, write_alt_text_pool
 from .world import injected_corruption, scene_benchmarks
 
 # %% auto #0
-__all__ = ['SETTINGS', 'LABELS', 'FINE_TUNED', 'CLAIMS', 'FILTER_PARTS', 'CLEAN_KEEP', 'REMOVAL_TARGET', 'HELDOUT', 'N_BOOT',
-           'STANDIN_PROBES', 'STANDIN_RULE', 'FIGURE_TITLES', 'DemoConfig', 'base_paths', 'base_train_config',
-           'pretrain_base', 'caption_world', 'clean_captions', 'setting_pairs', 'train_setting',
-           'filter_world_captions', 'compare_world_filters', 'heldout_benchmarks', 'evaluate_world', 'chance_levels',
-           'metric_families', 'claim_verdicts', 'filter_verdict', 'verdict_line', 'standin_check', 'claim_table',
-           'report_tables', 'departures', 'plot_losses', 'report_figures', 'write_report', 'filter_target_line',
-           'run_pipeline', 'pipeline_notebook', 'unfinished_run', 'run_demo', 'demo_parser', 'do_demo', 'main']
+__all__ = ['SETTINGS', 'LABELS', 'FINE_TUNED', 'CLAIMS', 'CLEAN_KEEP', 'REMOVAL_TARGET', 'HELDOUT', 'N_BOOT', 'STANDIN_PROBES',
+           'STANDIN_RULE', 'FIGURE_TITLES', 'DemoConfig', 'base_paths', 'base_train_config', 'pretrain_base',
+           'caption_world', 'clean_captions', 'setting_pairs', 'train_setting', 'filter_world_captions',
+           'compare_world_filters', 'heldout_benchmarks', 'evaluate_world', 'chance_levels', 'metric_families',
+           'claim_verdicts', 'filter_verdict', 'verdict_line', 'standin_check', 'claim_table', 'report_tables',
+           'departures', 'plot_losses', 'report_figures', 'write_report', 'filter_target_line', 'run_pipeline',
+           'pipeline_notebook', 'unfinished_run', 'run_demo', 'demo_parser', 'do_demo', 'main']
 
 # %% ../nbs/15_pipeline.ipynb #1c28e977
 SETTINGS = {  # name: (what the model is trained on, captions per image K, loss); `base` is not fine-tuned
@@ -205,7 +205,6 @@ def filter_world_captions(captions_dir:Path, # the caption store
                                         seed=cfg.seed, device="cpu"))
 
 # %% ../nbs/15_pipeline.ipynb #e275d865
-FILTER_PARTS = (0.7, 0.15, 0.15) # the student's parts (`filter.distil_student`): fit, threshold, test
 CLEAN_KEEP = 0.95 # share of clean captions every filter keeps (on the threshold part)
 REMOVAL_TARGET = 0.6 # the benchmark's target: share of injected errors removed at CLEAN_KEEP
 
@@ -216,14 +215,14 @@ def compare_world_filters(captions_dir:Path, # the caption store
                          )->dict:
     "Student, base-model cosine and length on the student's held-out captions: the table and each removed error."
     from role_synthclip.filter import compare_filters, cosine_scores, embed_rows, length_scores, load_encoder
-    from role_synthclip.filter import split_by_image
+    from role_synthclip.filter import STUDENT_SPLIT, split_by_image
     caps = RecordStore(captions_dir).read()
     caps = caps[(caps.status == "ok") & caps.caption.notna()]
     decided = pd.concat([RecordStore(filter_dir).read(), RecordStore(Path(filter_dir)/"rejected").read()])
     student = {(i, r): s for i, r, s in zip(decided.image_id, decided.role, decided.student_score)}
     caps = caps.assign(student=[student.get((i, r), np.nan) for i, r in zip(caps.image_id, caps.role)])
     caps = caps[caps.student.notna()]
-    part = split_by_image(caps.image_id.tolist(), FILTER_PARTS, cfg.seed)
+    part = split_by_image(caps.image_id.tolist(), tuple(STUDENT_SPLIT.values()), cfg.seed)  # the student's parts
     rows, calib = caps[part > 0].reset_index(drop=True), part[part > 0] == 1
     kinds = np.array([injected_corruption(r) or "clean" for r in rows.to_dict("records")], object)
     is_error = kinds != "clean"
